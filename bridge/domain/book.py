@@ -1,0 +1,258 @@
+"""A customer's book: the state one unit of work reads, and the postings that change it.
+
+The store rebuilds a ``Book`` from the ledger for one customer (under that customer's lock); the
+rules in ``bridge.domain.apply`` mutate it and append ``Entry``/``Event`` records to
+``book.new_entries`` / ``book.new_events``; the store inserts exactly those. Keeping the postings
+here (rather than in the store) means the in-memory book used by the domain's own tests and the
+database behave identically.
+
+Must not import anything outside bridge.domain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from bridge.domain.ledger import Allocation, Entry, EntryKind, Event, LotDates
+from bridge.domain.levels import Contribution, HistoryEntry, LevelState
+from bridge.domain.lots import Lot, spend_order, take
+from bridge.domain.model import ZERO, BonusRules, Card, DiscountRules, Order, ReturnDoc
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The programs in force: either may be off (None)."""
+
+    bonus: BonusRules | None
+    discount: DiscountRules | None
+
+
+@dataclass(slots=True)
+class OrderFacts:
+    """What the bridge decided about one order and must remember (not derivable from 1C).
+
+    ``close_time`` is when the bridge first saw the order counting; ``earned_tier`` the tier it
+    earned at (kept for returns and re-closes); the redemption decision is sticky for a request.
+    """
+
+    order_id: str
+    customer_id: str
+    first_seen_at: datetime
+    order: Order | None = None  # the last version seen (re-evaluated when a return arrives)
+    close_time: datetime | None = None
+    earned_tier: str | None = None
+    redeem_decided: bool = False
+    redeem_requested: Decimal = ZERO
+    redeem_accepted: Decimal = ZERO
+    message: str = ""
+
+
+@dataclass(slots=True)
+class Book:
+    """One customer's loyalty state, rebuilt from the ledger for a unit of work."""
+
+    customer_id: str
+    lots: dict[str, Lot] = field(default_factory=dict)
+    debt: Decimal = ZERO
+    # current per-order effects, derived from the entries
+    accrued: dict[str, Decimal] = field(default_factory=dict)
+    reserved: dict[str, dict[str, Decimal]] = field(default_factory=dict)  # order -> lot -> points
+    contributions: dict[str, Contribution] = field(default_factory=dict)  # order -> (close, amount)
+    orders: dict[str, OrderFacts] = field(default_factory=dict)
+    returns: dict[str, dict[str, ReturnDoc]] = field(default_factory=dict)  # order -> return id -> doc
+    level: LevelState | None = None
+    level_history: list[HistoryEntry] = field(default_factory=list)
+    card: Card | None = None
+    sent_keys: set[str] = field(default_factory=set)  # events already emitted
+    # produced by this unit of work
+    new_entries: list[Entry] = field(default_factory=list)
+    new_events: list[Event] = field(default_factory=list)
+    new_history: list[HistoryEntry] = field(default_factory=list)
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def reserved_on(self, order_id: str) -> Decimal:
+        return sum(self.reserved.get(order_id, {}).values(), ZERO)
+
+    def volume_at(self, t: datetime, window_days: int | None, exclude: str | None = None) -> Decimal:
+        """Σ purchase amounts of counting orders closed at or before ``t`` (within the window)."""
+        since = t - timedelta(days=window_days) if window_days else None
+        return sum(
+            (
+                c.amount
+                for oid, c in self.contributions.items()
+                if oid != exclude and c.closed_at <= t and (since is None or c.closed_at > since)
+            ),
+            ZERO,
+        )
+
+    def contribution_list(self, exclude: str | None = None) -> list[Contribution]:
+        return [c for oid, c in self.contributions.items() if oid != exclude and c.amount > ZERO]
+
+    # --- posting (every change goes through here, so the book always matches its entries) --------
+
+    def post(self, entry: Entry) -> Entry:
+        """Apply ``entry`` to the in-memory state and queue it for insertion."""
+        if entry.kind is EntryKind.ACCRUE:
+            assert entry.lot_id is not None and entry.lot is not None and entry.order_id is not None
+            lot = self.lots.get(entry.lot_id)
+            if lot is None:
+                lot = Lot(
+                    id=entry.lot_id,
+                    order_id=entry.order_id,
+                    accrued_at=entry.lot.accrued_at,
+                    available_at=entry.lot.available_at,
+                    expires_at=entry.lot.expires_at,
+                )
+                self.lots[lot.id] = lot
+            lot.amount += entry.points
+        if entry.order_id is not None and entry.kind in (EntryKind.ACCRUE, EntryKind.CLAWBACK):
+            self.accrued[entry.order_id] = self.accrued.get(entry.order_id, ZERO) + entry.points
+        for alloc in entry.allocations:
+            self.lots[alloc.lot_id].allocated += alloc.points
+            if entry.kind in (EntryKind.RESERVE, EntryKind.RELEASE) and entry.order_id is not None:
+                per_lot = self.reserved.setdefault(entry.order_id, {})
+                per_lot[alloc.lot_id] = per_lot.get(alloc.lot_id, ZERO) + alloc.points
+                if per_lot[alloc.lot_id] == ZERO:
+                    del per_lot[alloc.lot_id]
+        self.debt += entry.debt_delta
+        if entry.kind is EntryKind.VOLUME and entry.order_id is not None:
+            old = self.contributions.get(entry.order_id)
+            amount = (old.amount if old else ZERO) + entry.money
+            self.contributions[entry.order_id] = Contribution(entry.order_id, entry.effective_at, amount)
+        self.new_entries.append(entry)
+        return entry
+
+    def emit(self, event: Event) -> None:
+        """Queue ``event`` unless an event with its key was already emitted."""
+        if event.key in self.sent_keys:
+            return
+        self.sent_keys.add(event.key)
+        self.new_events.append(event)
+
+    # --- primitive movements ---------------------------------------------------------------------
+
+    def accrue(self, order_id: str, points: Decimal, dates: LotDates, cause: str) -> None:
+        self.post(
+            Entry(
+                EntryKind.ACCRUE,
+                self.customer_id,
+                dates.accrued_at,
+                points=points,
+                order_id=order_id,
+                lot_id=order_id,
+                lot=dates,
+                cause=cause,
+            )
+        )
+
+    def clawback(self, order_id: str, points: Decimal, now: datetime, cause: str) -> Decimal:
+        """Take back ``points`` of an order's accrual: its own lot first, then the customer's other
+        live lots (first to expire first); what cannot be covered becomes debt. Returns the debt."""
+        own = [self.lots[order_id]] if order_id in self.lots else []
+        others = spend_order(lot for lot in self.lots.values() if lot.id != order_id and lot.is_live(now))
+        plan = take([*own, *others], points)
+        covered = sum((part for _, part in plan), ZERO)
+        shortfall = points - covered
+        self.post(
+            Entry(
+                EntryKind.CLAWBACK,
+                self.customer_id,
+                now,
+                points=-points,
+                debt_delta=shortfall,
+                order_id=order_id,
+                lot_id=order_id,
+                allocations=tuple(Allocation(lot.id, part) for lot, part in plan),
+                cause=cause,
+            )
+        )
+        return shortfall
+
+    def reserve(self, order_id: str, points: Decimal, t: datetime, now: datetime, cause: str) -> None:
+        """Reserve ``points`` from lots available at ``t``, the first to expire first."""
+        eligible = spend_order(lot for lot in self.lots.values() if lot.is_available(t) and lot.is_live(now))
+        plan = take(eligible, points)
+        if sum((part for _, part in plan), ZERO) != points:
+            raise ValueError(f"cannot reserve {points} points for order {order_id}: not enough available")
+        self.post(
+            Entry(
+                EntryKind.RESERVE,
+                self.customer_id,
+                now,
+                points=-points,
+                order_id=order_id,
+                allocations=tuple(Allocation(lot.id, part) for lot, part in plan),
+                cause=cause,
+            )
+        )
+
+    def release(self, order_id: str, now: datetime, cause: str) -> Decimal:
+        """Return every point reserved on an order to the lots it came from (original expiry)."""
+        per_lot = dict(self.reserved.get(order_id, {}))
+        points = sum(per_lot.values(), ZERO)
+        if points == ZERO:
+            return ZERO
+        self.post(
+            Entry(
+                EntryKind.RELEASE,
+                self.customer_id,
+                now,
+                points=points,
+                order_id=order_id,
+                allocations=tuple(Allocation(lot_id, -part) for lot_id, part in sorted(per_lot.items())),
+                cause=cause,
+            )
+        )
+        return points
+
+    def settle_debt(self, now: datetime, cause: str) -> Decimal:
+        """Pay debt off from live lots (new accruals and returned points pay it first)."""
+        if self.debt <= ZERO:
+            return ZERO
+        plan = take(spend_order(lot for lot in self.lots.values() if lot.is_live(now)), self.debt)
+        paid = sum((part for _, part in plan), ZERO)
+        if paid > ZERO:
+            self.post(
+                Entry(
+                    EntryKind.DEBT_REPAY,
+                    self.customer_id,
+                    now,
+                    debt_delta=-paid,
+                    allocations=tuple(Allocation(lot.id, part) for lot, part in plan),
+                    cause=cause,
+                )
+            )
+        return paid
+
+    def expire(self, lot: Lot, cause: str = "time") -> Decimal:
+        points = lot.remaining
+        if points <= ZERO:
+            return ZERO
+        self.post(
+            Entry(
+                EntryKind.EXPIRE,
+                self.customer_id,
+                lot.expires_at,
+                points=-points,
+                lot_id=lot.id,
+                order_id=lot.order_id,
+                allocations=(Allocation(lot.id, points),),
+                cause=cause,
+            )
+        )
+        return points
+
+    def add_volume(self, order_id: str, money: Decimal, closed_at: datetime, cause: str) -> None:
+        self.post(
+            Entry(
+                EntryKind.VOLUME,
+                self.customer_id,
+                closed_at,
+                money=money,
+                order_id=order_id,
+                cause=cause,
+            )
+        )

@@ -1,0 +1,88 @@
+"""Ledger entries and events: what the rules decide, as insert-only records.
+
+Every change to a customer's points is an ``Entry``; corrections are new entries, never edits.
+Signs: ``points`` is the entry's effect on the customer's net balance (Σ lot remaining − debt);
+``allocations`` name the lots an entry took points from (positive) or returned them to
+(negative); ``debt_delta`` moves the debt. VOLUME entries carry the money an order adds to (or,
+negative, takes from) the purchase volume and the period sum, dated at the order's close time.
+
+Must not import anything outside bridge.domain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from bridge.domain.model import ZERO
+
+
+class EntryKind(StrEnum):
+    ACCRUE = "accrue"  # +points into the order's lot
+    CLAWBACK = "clawback"  # −points of an order's accrual (from its lot, then others, then debt)
+    RESERVE = "reserve"  # −points reserved / spent on an order (FIFO by expiry)
+    RELEASE = "release"  # +points of a released reservation back to their original lots
+    EXPIRE = "expire"  # −points written off at a lot's expiry
+    DEBT_REPAY = "debt_repay"  # points of a lot paying off debt (net 0)
+    VOLUME = "volume"  # ±money of an order's purchase amount (volume and period sum)
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    lot_id: str
+    points: Decimal  # > 0 taken from the lot, < 0 returned to it
+
+
+@dataclass(frozen=True, slots=True)
+class LotDates:
+    accrued_at: datetime
+    available_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    kind: EntryKind
+    customer_id: str
+    effective_at: datetime  # when it takes effect (close time for accruals/volume, expiry moment)
+    points: Decimal = ZERO
+    money: Decimal = ZERO
+    debt_delta: Decimal = ZERO
+    order_id: str | None = None
+    lot_id: str | None = None  # ACCRUE: the lot credited; EXPIRE: the lot written off
+    lot: LotDates | None = None  # ACCRUE: the lot's dates (fixed at the first accrual)
+    allocations: tuple[Allocation, ...] = ()
+    cause: str = ""  # what triggered it: "doc:<id>@<version>", "time", "return:<id>@<version>"
+
+
+class Reason(StrEnum):
+    """Why a snapshot goes to the site (CONTRACT.md ``reasons``) and which notification fires."""
+
+    POINTS_ACCRUED = "points_accrued"
+    POINTS_AVAILABLE = "points_available"
+    POINTS_REDEEMED = "points_redeemed"
+    POINTS_RELEASED = "points_released"
+    POINTS_REVERSED = "points_reversed"
+    POINTS_EXPIRED = "points_expired"
+    POINTS_EXPIRING = "points_expiring"
+    TIER_CHANGED = "tier_changed"
+    LEVEL_CHANGED = "level_changed"
+    LEVEL_RECOMPUTED = "level_recomputed"
+    CARD_CREATED = "card_created"
+    CARD_ISSUED = "card_issued"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something a customer should hear about; ``key`` makes it happen at most once."""
+
+    reason: Reason
+    customer_id: str
+    key: str
+    at: datetime
+    order_id: str | None = None
+    points: Decimal | None = None
+    when: datetime | None = None  # the date the figure is about (available from, expires at)
+    detail: dict[str, str] = field(default_factory=dict)  # tier / level names and the like
