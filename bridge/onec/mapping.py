@@ -10,22 +10,20 @@ bridge.store, bridge.site or bridge.service.
 
 from __future__ import annotations
 
-import types
 import typing
 from collections.abc import Iterable
 from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, create_model, model_validator
 
 from bridge.errors import ConfigError, ContractError
 
-SUPPORTED_VERSION = 1
-EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
+REF_KEY = "Ref_Key"  # the platform's key property, the same in every configuration
 ATTRIBUTES_WHERE = "НСИ и администрирование → Дополнительные реквизиты"
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -34,6 +32,13 @@ ValueType = Literal["number", "string", "date", "boolean"]
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _names_model(name: str, required: str, optional: str = "") -> type[_Model]:
+    """A section that only names 1C fields: ``required`` must be given, ``optional`` may be null."""
+    fields: dict[str, Any] = {k: (Name, ...) for k in required.split()}
+    fields.update({k: (Name | None, None) for k in optional.split()})
+    return create_model(name, __base__=_Model, __module__=__name__, **fields)
 
 
 class Target(_Model):
@@ -53,41 +58,71 @@ class Target(_Model):
             )
         return data
 
-    @property
-    def name(self) -> str:
-        return self.field or self.attribute or ""
+
+class _Targets(_Model):
+    """A group of targets; ``expected`` gives each one's value type."""
+
+    expected: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="after")
+    def _types(self) -> _Targets:
+        for key, kind in self.expected.items():
+            target = getattr(self, key)
+            if target is not None and target.type != kind:
+                raise ValueError(f"{key} holds a {kind}: set its type to {kind}")
+        return self
 
 
-def _expect_types(model: BaseModel, expected: dict[str, str]) -> None:
-    for key, kind in expected.items():
-        target = getattr(model, key)
-        if target is not None and target.type != kind:
-            raise ValueError(f"{key} holds a {kind}: set its type to {kind}")
+def _targets_model(name: str, expected: dict[str, str], optional: str = "") -> type[_Targets]:
+    """Targets are required keys (null switches one off) unless listed in ``optional``."""
+    fields: dict[str, Any] = {k: (Target | None, None if k in optional.split() else ...) for k in expected}
+    model = create_model(name, __base__=_Targets, __module__=__name__, **fields)
+    model.expected = expected
+    return model
 
 
-class AttributeChart(_Model):
-    entity_set: Name
-    description_field: Name
-    title_field: Name | None = None
-    deletion_mark_field: Name | None = None
-    section: Name
-    property_field: Name
-    value_field: Name
-    type_field: Name
-    text_field: Name | None = None
+def _types(spec: str) -> dict[str, str]:
+    return dict(pair.split(":") for pair in spec.split())
 
 
-class OrderFields(_Model):
-    id: Name
-    version: Name
-    number: Name
-    date: Name
-    posted: Name
-    deleted: Name
-    customer: Name
-    card: Name | None = None
-    document_total: Name | None = None
-    price_includes_vat: Name | None = None
+ORDER_READ_TYPES = _types("redeem_requested:number card_number:string card_holder_name:string")
+ORDER_WRITE_TYPES = _types(
+    "points_spent:number points_earned:number available_from:date issue_card:boolean message:string"
+)
+PARTNER_WRITE_TYPES = _types(
+    "tier_name:string points_total:number points_available:number volume:number level_name:string"
+    " level_percent:number level_valid_until:date period_sum:number missing_to_next_level:number"
+    " level_history:string"
+)
+
+AttributeChart = _names_model(
+    "AttributeChart",
+    "entity_set description_field section property_field value_field type_field",
+    "title_field deletion_mark_field text_field",
+)
+OrderFields = _names_model(
+    "OrderFields", "id version number date posted deleted customer", "card document_total price_includes_vat"
+)
+LineFields = _names_model(
+    "LineFields",
+    "line_no product quantity amount",
+    "price manual_percent manual_amount auto_percent auto_amount vat_amount amount_with_vat cancelled",
+)
+OrderRead = _targets_model("OrderRead", ORDER_READ_TYPES, optional="card_number card_holder_name")
+OrderWrite = _targets_model("OrderWrite", ORDER_WRITE_TYPES)
+ReturnFields = _names_model("ReturnFields", "id version number date posted deleted customer sale")
+ReturnLineFields = _names_model("ReturnLineFields", "product quantity amount")
+SaleFields = _names_model("SaleFields", "id order")
+PartnerFields = _names_model("PartnerFields", "id version name", "deleted")
+Contacts = _names_model(
+    "Contacts", "section type_field phone_type email_type presentation_field", "phone_field email_field"
+)
+PartnerWrite = _targets_model("PartnerWrite", PARTNER_WRITE_TYPES)
+ProductFields = _names_model("ProductFields", "id name parent is_folder", "type category")
+CatalogRef = _names_model("CatalogRef", "entity_set name_field")
+CardFields = _names_model("CardFields", "id kind number status customer", "magnetic_code name deleted")
+CardStatusValues = _names_model("CardStatusValues", "active annulled")
+CardRead = _targets_model("CardRead", {"issued": "boolean"})
 
 
 class StatusValues(_Model):
@@ -108,21 +143,6 @@ class StatusValues(_Model):
                     raise ValueError(f"«{value}» is listed under both {seen[value]} and {kind}: keep one")
                 seen[value] = kind
         return self
-
-
-class LineFields(_Model):
-    line_no: Name
-    product: Name
-    quantity: Name
-    amount: Name
-    price: Name | None = None
-    manual_percent: Name | None = None
-    manual_amount: Name | None = None
-    auto_percent: Name | None = None
-    auto_amount: Name | None = None
-    vat_amount: Name | None = None
-    amount_with_vat: Name | None = None
-    cancelled: Name | None = None
 
 
 class VatRateSource(_Model):
@@ -147,67 +167,15 @@ class OrderLines(_Model):
     vat_rate: VatRateSource | None = None
 
 
-class OrderRead(_Model):
-    redeem_requested: Target | None
-    card_number: Target | None = None
-    card_holder_name: Target | None = None
-
-    @model_validator(mode="after")
-    def _types(self) -> OrderRead:
-        _expect_types(
-            self, {"redeem_requested": "number", "card_number": "string", "card_holder_name": "string"}
-        )
-        return self
-
-
-class OrderWrite(_Model):
-    points_spent: Target | None
-    points_earned: Target | None
-    available_from: Target | None
-    issue_card: Target | None
-    message: Target | None
-
-    @model_validator(mode="after")
-    def _types(self) -> OrderWrite:
-        _expect_types(self, ORDER_WRITE_TYPES)
-        return self
-
-
-ORDER_WRITE_TYPES = {
-    "points_spent": "number",
-    "points_earned": "number",
-    "available_from": "date",
-    "issue_card": "boolean",
-    "message": "string",
-}
-
-
 class Orders(_Model):
     entity_set: Name
-    title: Name
+    title: Name  # the object's name in the administrator's 1C, for messages
     fields: OrderFields
     status: StatusValues
     lines_net_of_points: bool
     lines: OrderLines
     read: OrderRead
     write: OrderWrite
-
-
-class ReturnFields(_Model):
-    id: Name
-    version: Name
-    number: Name
-    date: Name
-    posted: Name
-    deleted: Name
-    customer: Name
-    sale: Name
-
-
-class ReturnLineFields(_Model):
-    product: Name
-    quantity: Name
-    amount: Name
 
 
 class ReturnLines(_Model):
@@ -222,64 +190,10 @@ class Returns(_Model):
     lines: ReturnLines
 
 
-class SaleFields(_Model):
-    id: Name
-    order: Name
-
-
 class Sales(_Model):
     entity_set: Name
     title: Name
     fields: SaleFields
-
-
-class PartnerFields(_Model):
-    id: Name
-    version: Name
-    name: Name
-    deleted: Name | None = None
-
-
-class Contacts(_Model):
-    section: Name
-    type_field: Name
-    phone_type: Name
-    email_type: Name
-    presentation_field: Name
-    phone_field: Name | None = None
-    email_field: Name | None = None
-
-
-PARTNER_WRITE_TYPES = {
-    "tier_name": "string",
-    "points_total": "number",
-    "points_available": "number",
-    "volume": "number",
-    "level_name": "string",
-    "level_percent": "number",
-    "level_valid_until": "date",
-    "period_sum": "number",
-    "missing_to_next_level": "number",
-    "level_history": "string",
-}
-
-
-class PartnerWrite(_Model):
-    tier_name: Target | None
-    points_total: Target | None
-    points_available: Target | None
-    volume: Target | None
-    level_name: Target | None
-    level_percent: Target | None
-    level_valid_until: Target | None
-    period_sum: Target | None
-    missing_to_next_level: Target | None
-    level_history: Target | None
-
-    @model_validator(mode="after")
-    def _types(self) -> PartnerWrite:
-        _expect_types(self, PARTNER_WRITE_TYPES)
-        return self
 
 
 class Partners(_Model):
@@ -288,20 +202,6 @@ class Partners(_Model):
     fields: PartnerFields
     contacts: Contacts | None = None
     write: PartnerWrite
-
-
-class ProductFields(_Model):
-    id: Name
-    name: Name
-    parent: Name
-    is_folder: Name
-    type: Name | None = None
-    category: Name | None = None
-
-
-class CatalogRef(_Model):
-    entity_set: Name
-    name_field: Name
 
 
 class MarginGroup(_Model):
@@ -342,31 +242,6 @@ class Products(_Model):
         return self
 
 
-class CardFields(_Model):
-    id: Name
-    kind: Name
-    number: Name
-    status: Name
-    customer: Name
-    magnetic_code: Name | None = None
-    name: Name | None = None
-    deleted: Name | None = None
-
-
-class CardStatusValues(_Model):
-    active: Name
-    annulled: Name
-
-
-class CardRead(_Model):
-    issued: Target | None
-
-    @model_validator(mode="after")
-    def _types(self) -> CardRead:
-        _expect_types(self, {"issued": "boolean"})
-        return self
-
-
 class Cards(_Model):
     entity_set: Name
     title: Name
@@ -391,7 +266,7 @@ class Mapping(_Model):
 
     @model_validator(mode="after")
     def _version(self) -> Mapping:
-        if self.version != SUPPORTED_VERSION:
+        if self.version != 1:
             raise ValueError(f"version {self.version} is not supported: this bridge reads version 1")
         return self
 
@@ -420,10 +295,8 @@ class Mapping(_Model):
                     target = getattr(section, name)
                     if target is not None:
                         found.append((obj, name, target))
-        group_target = self.products.margin_group.target
-        if group_target is not None:
-            found.append(("products", "margin_group", group_target))
-        return found
+        group = self.products.margin_group.target
+        return [*found, ("products", "margin_group", group)] if group else found
 
     def attribute_descriptions(self) -> dict[str, tuple[str, ...]]:
         """Object -> the additional-attribute descriptions the bridge needs on it."""
@@ -432,9 +305,6 @@ class Mapping(_Model):
             if target.attribute and target.attribute not in result.setdefault(obj, []):
                 result[obj].append(target.attribute)
         return {obj: tuple(names) for obj, names in result.items() if names}
-
-    def title(self, obj: str) -> str:
-        return str(getattr(self, obj).title)
 
     def select_fields(self, obj: str) -> tuple[str, ...]:
         """The top-level properties to ``$select`` for one object (tabular sections whole)."""
@@ -447,51 +317,38 @@ class Mapping(_Model):
         return list(dict.fromkeys(pairs))
 
     def _needs(self, obj: str) -> list[str]:
-        names: list[str] = []
-        attrs = self.attributes
-        with_attributes = {o for o, _, t in self.attribute_targets() if t.attribute}
-        if obj == "orders":
-            o = self.orders
-            names += [*_names(o.fields), o.status.field]
-            names += [f"{o.lines.section}.{n}" for n in _names(o.lines.fields)]
-            if o.lines.vat_rate is not None:
-                names.append(f"{o.lines.section}.{o.lines.vat_rate.field}")
-        elif obj == "returns":
-            r = self.returns
-            names += [*_names(r.fields), f"{r.fields.sale}_Type"]
-            names += [f"{r.lines.section}.{n}" for n in _names(r.lines.fields)]
-        elif obj == "sales":
-            names += [*_names(self.sales.fields), f"{self.sales.fields.order}_Type"]
-        elif obj == "partners":
-            p = self.partners
-            names += _names(p.fields)
-            if p.contacts is not None:
-                c = p.contacts
-                cols = [c.type_field, c.presentation_field, c.phone_field, c.email_field]
-                names += [f"{c.section}.{n}" for n in cols if n]
-        elif obj == "products":
-            names += _names(self.products.fields)
-        elif obj == "cards":
-            names += _names(self.cards.fields)
-        elif obj == "card_kinds":
-            names += ["Ref_Key", self.cards.kinds.name_field]
-        elif obj == "attributes":
-            names += ["Ref_Key", attrs.description_field]
-            names += [n for n in (attrs.title_field, attrs.deletion_mark_field) if n]
-        elif obj == "vat_rates":
-            vat = self.orders.lines.vat_rate
-            names += ["Ref_Key", vat.rate_field] if vat and vat.rate_field else ["Ref_Key"]
-        elif obj == "categories":
-            names += ["Ref_Key", self.products.categories.name_field] if self.products.categories else []
-        else:
-            raise KeyError(f"unknown mapping object {obj!r}")
-        for o, _, target in self.attribute_targets():
-            if o == obj and target.field:
-                names.append(target.field)
-        if obj in with_attributes:
-            cols = [attrs.property_field, attrs.value_field, attrs.type_field, attrs.text_field]
-            names += [f"{attrs.section}.{n}" for n in cols if n]
-        return list(dict.fromkeys(names))
+        attrs, o, r, c = self.attributes, self.orders, self.returns, self.partners.contacts
+        vat, cat = o.lines.vat_rate, self.products.categories
+        line_fields = [*_names(o.lines.fields), vat.field if vat else None]
+        contact_fields = [c.type_field, c.presentation_field, c.phone_field, c.email_field] if c else []
+        table: dict[str, list[str | None]] = {
+            "orders": [*_names(o.fields), o.status.field, *_within(o.lines.section, line_fields)],
+            "returns": [
+                *_names(r.fields),
+                f"{r.fields.sale}_Type",
+                *_within(r.lines.section, _names(r.lines.fields)),
+            ],
+            "sales": [*_names(self.sales.fields), f"{self.sales.fields.order}_Type"],
+            "partners": [*_names(self.partners.fields), *_within(c.section if c else "", contact_fields)],
+            "products": _names(self.products.fields),
+            "cards": _names(self.cards.fields),
+            "card_kinds": [REF_KEY, self.cards.kinds.name_field],
+            "attributes": [REF_KEY, attrs.description_field, attrs.title_field, attrs.deletion_mark_field],
+            "vat_rates": [REF_KEY, vat.rate_field if vat else None],
+            "categories": [REF_KEY, cat.name_field if cat else None],
+        }
+        names = table[obj]
+        targets = [t for o_, _, t in self.attribute_targets() if o_ == obj]
+        names += [t.field for t in targets if t.field]
+        if any(t.attribute for t in targets):
+            names += _within(
+                attrs.section, [attrs.property_field, attrs.value_field, attrs.type_field, attrs.text_field]
+            )
+        return [n for n in dict.fromkeys(names) if n]
+
+
+def _within(section: str, names: list[str | None]) -> list[str | None]:
+    return [f"{section}.{n}" for n in names if n]
 
 
 def _names(model: BaseModel) -> list[str]:
@@ -576,22 +433,11 @@ def _problem(err: Any, origins: dict[tuple[str, ...], Path], top: Path) -> str:
 def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
     model: Any = Mapping
     for part in loc:
-        info = model.model_fields.get(part) if _is_model(model) else None
+        info = getattr(model, "model_fields", {}).get(part)
         if info is None:
             return []
-        model = _unwrap(info.annotation)
-    return list(model.model_fields) if _is_model(model) else []
-
-
-def _unwrap(annotation: Any) -> Any:
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return args[0] if len(args) == 1 else annotation
-    return annotation
-
-
-def _is_model(obj: Any) -> bool:
-    return isinstance(obj, type) and issubclass(obj, BaseModel)
+        model = next((a for a in typing.get_args(info.annotation) if a is not type(None)), info.annotation)
+    return list(getattr(model, "model_fields", {}))
 
 
 # --- additional attributes -----------------------------------------------------------------------
@@ -625,7 +471,7 @@ def resolve_attributes(mapping: Mapping, chart_rows: Iterable[AbcMapping[str, An
         if not target.attribute or (obj, target.attribute) in keys:
             continue
         candidates = _candidates(rows, target.attribute, chart)
-        where = f"for {mapping.title(obj)} in 1C: {ATTRIBUTES_WHERE}"
+        where = f"for {getattr(mapping, obj).title} in 1C: {ATTRIBUTES_WHERE}"
         if len(candidates) == 1:
             keys[(obj, target.attribute)] = candidates[0]
         elif not candidates:
@@ -640,45 +486,12 @@ def resolve_attributes(mapping: Mapping, chart_rows: Iterable[AbcMapping[str, An
     return AttributeKeys(keys)
 
 
-def _candidates(rows: list[AbcMapping[str, Any]], description: str, chart: AttributeChart) -> list[str]:
-    def key(row: AbcMapping[str, Any]) -> str:
-        return str(row.get("Ref_Key") or "")
-
-    exact = [key(r) for r in rows if r.get(chart.description_field) == description]
-    if exact:
-        return list(dict.fromkeys(exact))
+def _candidates(rows: list[AbcMapping[str, Any]], description: str, chart: Any) -> list[str]:
+    exact = [r for r in rows if r.get(chart.description_field) == description]
     loose = [
-        key(r)
+        r
         for r in rows
         if (chart.title_field and r.get(chart.title_field) == description)
         or str(r.get(chart.description_field) or "").startswith(description + " (")
     ]
-    return list(dict.fromkeys(loose))
-
-
-def attribute_row(
-    row: AbcMapping[str, Any], obj: str, target: Target, mapping: Mapping, keys: AttributeKeys
-) -> AbcMapping[str, Any] | None:
-    """The row of ``row``'s additional-attribute section holding ``target``, or None when absent."""
-    chart = mapping.attributes
-    wanted = keys.key(obj, target.attribute or "")
-    for attr in row.get(chart.section) or ():
-        if attr.get(chart.property_field) == wanted:
-            return dict(attr)
-    return None
-
-
-def target_value(
-    row: AbcMapping[str, Any], obj: str, target: Target, mapping: Mapping, keys: AttributeKeys
-) -> Any:
-    """The raw value a target holds in ``row`` (None when the attribute row is absent)."""
-    if target.field:
-        return row.get(target.field)
-    attr = attribute_row(row, obj, target, mapping, keys)
-    if attr is None:
-        return None
-    chart = mapping.attributes
-    text = attr.get(chart.text_field) if chart.text_field else None
-    if target.type == "string" and text:
-        return text
-    return attr.get(chart.value_field)
+    return list(dict.fromkeys(str(r.get(REF_KEY) or "") for r in exact or loose))
