@@ -465,3 +465,17 @@ def test_after_term_end_no_term_is_overdue(state: LevelState, cs: list[Contribut
         assert prev.new_code == nxt.old_code and prev.at < nxt.at
     again, more = on_term_end(RULES, new, cs, now)
     assert (again, more) == (new, [])
+
+
+@given(states, contributions, moments, st.text("abcdef", min_size=1, max_size=4))
+def test_reversal_never_raises_a_running_level(
+    state: LevelState, cs: list[Contribution], now: datetime, order_id: str
+) -> None:
+    if state.valid_until is not None and state.valid_until <= now:
+        state = LevelState(state.level_code, now + timedelta(days=1), state.since, state.promoted_by)
+    new, entries = on_order_reversed(RULES, state, cs, order_id, now)
+    order = [lvl.code for lvl in RULES.levels]
+    assert order.index(new.level_code) <= order.index(state.level_code)
+    if state.promoted_by != order_id:
+        assert (new, entries) == (state, [])
+    assert new.valid_until is None or new.valid_until > now
