@@ -213,7 +213,7 @@ class MarginGroup(_Model):
     @model_validator(mode="before")
     @classmethod
     def _short_forms(cls, data: Any) -> Any:
-        if isinstance(data, str):
+        if data in ("folder", "category"):
             return {"source": data}
         if isinstance(data, dict) and set(data) == {"attribute"}:
             return {"source": "attribute", "attribute": data["attribute"]}
