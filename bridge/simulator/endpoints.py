@@ -1,0 +1,310 @@
+"""The OData v3 resources of the simulated ``standard.odata``, in 1C's dialect, without HTTP plumbing.
+
+Owns ``ODataService.handle(method, resource, query, headers, body) -> Reply`` and
+``classify(...)`` (the request kind the store counts). Resources: the service root, ``$metadata``,
+``Set`` (GET with ``$select $filter $top $skip $orderby $inlinecount``, POST to create),
+``Set/$count``, ``Set(guid'…')`` (GET, PATCH, DELETE), ``Set(guid'…')/Post`` and ``/Unpost``, and
+the exchange plan's ``SelectChanges`` / ``NotifyChangesReceived``. Quirks kept on purpose:
+``$inlinecount=allpages`` ignores ``$top``/``$skip``; ``$orderby=Ref_Key`` follows a hash, not GUID
+order (so does the default order); ``If-Match`` is recorded but ignored; errors are ``odata.error``
+with Russian messages. Must not import anything of the bridge outside ``bridge.simulator``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from bridge.simulator.atom import changes_feed
+from bridge.simulator.filters import FilterError, compile_filter
+from bridge.simulator.metadata import build_metadata
+from bridge.simulator.schema import EntitySet
+from bridge.simulator.store import EXCHANGE_PLAN, SimStore, now
+from bridge.simulator.wire import WireError, dumps, parse_json, render_row
+
+JSON_TYPE = "application/json;odata=minimalmetadata;streaming=true;charset=utf-8"
+XML_TYPE = "application/xml;charset=utf-8"
+ATOM_TYPE = "application/atom+xml;type=feed;charset=utf-8"
+
+_ENTITY = re.compile(
+    r"^(?P<set>[^()/]+)"
+    r"(?:\((?:Ref_Key=)?guid'(?P<key>[0-9a-fA-F-]{36})'\))?"
+    r"(?:/(?P<action>\$count|[^/]+))?$"
+)
+_NODE = re.compile(r"ExchangePlan_(?P<plan>[^(/']+)\(guid'(?P<key>[0-9a-fA-F-]{36})'\)")
+_KNOWN_OPTIONS = {"$format", "$select", "$filter", "$top", "$skip", "$orderby", "$inlinecount", "$expand"}
+
+
+@dataclass(slots=True)
+class Reply:
+    """An HTTP answer: status, headers (without Content-Length) and body bytes."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+def odata_error(status: int, message: str, code: str = "-1") -> Reply:
+    """1C's error body: ``{"odata.error": {"code", "message": {"lang": "ru", "value"}}}``."""
+    payload = {"odata.error": {"code": code, "message": {"lang": "ru", "value": message}}}
+    return Reply(status, {"Content-Type": JSON_TYPE}, dumps(payload).encode())
+
+
+def classify(method: str, resource: str, query: Mapping[str, str]) -> str:
+    """The request kind counted in ``SimStore.requests`` (``unbounded`` = a GET of a set without $top)."""
+    if resource in ("", "/"):
+        return "service"
+    if resource == "$metadata":
+        return "metadata"
+    if resource in ("SelectChanges", "NotifyChangesReceived"):
+        return "exchange"
+    m = _ENTITY.match(resource)
+    if m is None:
+        return "other"
+    if m["action"] == "$count":
+        return "count"
+    if m["action"]:
+        return "action"
+    if m["key"]:
+        return {"GET": "entity", "PATCH": "patch", "MERGE": "patch", "DELETE": "delete"}.get(method, "other")
+    if method == "POST":
+        return "create"
+    if method == "GET":
+        return "collection" if "$top" in query else "unbounded"
+    return "other"
+
+
+class ODataService:
+    """Answers OData requests from a ``SimStore``; ``base`` is the service root URL (ending in ``/``)."""
+
+    def __init__(self, store: SimStore, base: Callable[[], str]) -> None:
+        self.store = store
+        self._base = base
+        self._metadata: bytes | None = None
+
+    @property
+    def base(self) -> str:
+        return self._base()
+
+    def handle(
+        self, method: str, resource: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
+    ) -> Reply:
+        try:
+            return self._handle(method, resource, query, headers, body)
+        except FilterError as exc:
+            return odata_error(exc.status, str(exc))
+        except WireError as exc:
+            return odata_error(400, str(exc))
+
+    def _handle(
+        self, method: str, resource: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
+    ) -> Reply:
+        if resource in ("", "/"):
+            return self._service_root()
+        if resource == "$metadata":
+            if self._metadata is None:
+                self._metadata = build_metadata(self.store.schema)
+            return Reply(200, {"Content-Type": XML_TYPE}, self._metadata)
+        if resource in ("SelectChanges", "NotifyChangesReceived"):
+            if method not in ("POST", "GET"):
+                return odata_error(405, "Метод не поддерживается")
+            return self._exchange(resource, query)
+        m = _ENTITY.match(resource)
+        if m is None or m["set"] not in self.store.schema:
+            return odata_error(404, f"Не найден ресурс: {resource}", code="9")
+        es = self.store.schema[m["set"]]
+        key, action = (m["key"] or "").lower(), m["action"]
+        unknown = [k for k in query if k.startswith("$") and k not in _KNOWN_OPTIONS]
+        if unknown:
+            return odata_error(400, f"Неизвестный параметр запроса: {unknown[0]}")
+        if "$expand" in query:
+            return odata_error(501, "Симулятор не поддерживает $expand")
+        if action == "$count" and method == "GET":
+            rows = self._filtered(es, query)
+            return Reply(200, {"Content-Type": "text/plain;charset=utf-8"}, str(len(rows)).encode())
+        if action in ("Post", "Unpost") and key and method == "POST":
+            return self._post(es, key, action == "Post")
+        if action:
+            return odata_error(404, f"Не найден ресурс: {resource}", code="9")
+        if not _wants_json(query, headers) and method == "GET":
+            return odata_error(406, "Поддерживается только формат JSON ($format=json)")
+        if key:
+            return self._entity(method, es, key, headers, body)
+        if method == "GET":
+            return self._collection(es, query)
+        if method == "POST":
+            return self._create(es, body)
+        return odata_error(405, "Метод не поддерживается")
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def _filtered(self, es: EntitySet, query: Mapping[str, str]) -> list[dict[str, Any]]:
+        predicate = compile_filter(query.get("$filter", ""), es)
+        return [row for row in self.store.snapshot(es.name) if predicate(row)]
+
+    def _collection(self, es: EntitySet, query: Mapping[str, str]) -> Reply:
+        select = _select(es, query.get("$select"))
+        rows = self._filtered(es, query)
+        self._order(es, rows, query.get("$orderby"))
+        payload: dict[str, Any] = {"odata.metadata": f"{self.base}$metadata#{es.name}"}
+        if query.get("$inlinecount") == "allpages":
+            # 1C's quirk: with $inlinecount the paging options are silently dropped.
+            payload["odata.count"] = str(len(rows))
+        elif query.get("$inlinecount") not in (None, "none"):
+            return odata_error(400, "Неверное значение $inlinecount")
+        else:
+            skip, top = _int(query.get("$skip"), "$skip"), _int(query.get("$top"), "$top")
+            rows = rows[skip or 0 :]
+            if top is not None:
+                rows = rows[:top]
+        payload["value"] = [render_row(es, row, select) for row in rows]
+        return Reply(200, {"Content-Type": JSON_TYPE}, dumps(payload).encode())
+
+    def _order(self, es: EntitySet, rows: list[dict[str, Any]], orderby: str | None) -> None:
+        rows.sort(key=lambda r: self.store.order_hash(r["Ref_Key"]))
+        if not orderby:
+            return
+        keys = []
+        for part in orderby.split(","):
+            words = part.split()
+            if not words or len(words) > 2 or (len(words) == 2 and words[1] not in ("asc", "desc")):
+                raise FilterError(f"Неверное выражение $orderby: {part!r}")
+            f = es.field(words[0])
+            if f is None:
+                raise FilterError(f"Неизвестное свойство {words[0]!r} в $orderby")
+            keys.append((words[0], len(words) == 2 and words[1] == "desc"))
+        for name, desc in reversed(keys):  # stable sorts, last key first
+            if name == "Ref_Key":
+                rows.sort(key=lambda r: self.store.order_hash(r["Ref_Key"]), reverse=desc)
+            else:
+                rows.sort(key=lambda r, n=name: r.get(n), reverse=desc)  # type: ignore[misc]
+
+    def _service_root(self) -> Reply:
+        value = [{"name": name, "url": name} for name in self.store.schema.entity_sets]
+        return Reply(
+            200,
+            {"Content-Type": JSON_TYPE},
+            dumps({"odata.metadata": f"{self.base}$metadata", "value": value}).encode(),
+        )
+
+    def _one(self, es: EntitySet, row: Mapping[str, Any]) -> bytes:
+        payload = {"odata.metadata": f"{self.base}$metadata#{es.name}/@Element", **render_row(es, row)}
+        return dumps(payload).encode()
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def _entity(self, method: str, es: EntitySet, key: str, headers: Mapping[str, str], body: bytes) -> Reply:
+        if method == "GET":
+            row = self.store.get(es.name, key)
+            if row is None:
+                return _not_found(es, key)
+            return Reply(200, {"Content-Type": JSON_TYPE}, self._one(es, row))
+        if method in ("PATCH", "MERGE"):
+            if_match = _header(headers, "If-Match")
+            if if_match is not None:
+                self.store.if_match.append((es.name, key, if_match))  # recorded, ignored like real 1C
+            fields = _body(body)
+            if self.store.get(es.name, key) is None:
+                return _not_found(es, key)
+            row = self.store.patch(es.name, key, fields)
+            return Reply(200, {"Content-Type": JSON_TYPE}, self._one(es, row))
+        if method == "DELETE":
+            if not self.store.delete(es.name, key):
+                return _not_found(es, key)
+            return Reply(200)
+        return odata_error(405, "Метод не поддерживается")
+
+    def _create(self, es: EntitySet, body: bytes) -> Reply:
+        fields = _body(body)
+        if es.is_document and not fields.get("Date"):
+            fields = {**fields, "Date": now()}
+        row = self.store.put(es.name, fields)
+        location = f"{self.base}{es.name}(guid'{row['Ref_Key']}')"
+        return Reply(201, {"Content-Type": JSON_TYPE, "Location": location}, self._one(es, row))
+
+    def _post(self, es: EntitySet, key: str, posted: bool) -> Reply:
+        if not es.is_document:
+            return odata_error(400, f"Объект {es.name} не является документом")
+        row = self.store.get(es.name, key)
+        if row is None:
+            return _not_found(es, key)
+        if posted and row.get("DeletionMark"):
+            return odata_error(
+                500, f"Документ {row.get('Number')} помечен на удаление и не может быть проведен"
+            )
+        self.store.patch(es.name, key, {"Posted": posted}, count=False)
+        return Reply(200)
+
+    # -- exchange plan ---------------------------------------------------------------------------
+
+    def _exchange(self, function: str, query: Mapping[str, str]) -> Reply:
+        point = unquote(query.get("DataExchangePoint", "")).strip("'")
+        m = _NODE.search(point)
+        if m is None or f"ExchangePlan_{m['plan']}" != EXCHANGE_PLAN:
+            return odata_error(400, "Неверный параметр DataExchangePoint")
+        number = _int(query.get("MessageNo"), "MessageNo")
+        if number is None:
+            return odata_error(400, "Не задан параметр MessageNo")
+        node = m["key"].lower()
+        try:
+            if function == "NotifyChangesReceived":
+                self.store.acknowledge(node, number)
+                return Reply(200)
+            changes = self.store.changes_since(node, number)
+        except KeyError:
+            return odata_error(500, "Узел плана обмена не найден")
+        body = changes_feed(self.base, changes, self.store.schema.entity_sets, self.store.get, now())
+        return Reply(200, {"Content-Type": ATOM_TYPE}, body)
+
+
+def _wants_json(query: Mapping[str, str], headers: Mapping[str, str]) -> bool:
+    fmt = query.get("$format", "")
+    if fmt:
+        return fmt in ("json", "application/json") or fmt.startswith("application/json")
+    return "application/json" in (_header(headers, "Accept") or "")
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    for k, v in headers.items():
+        if k.lower() == name.lower():
+            return v
+    return None
+
+
+def _select(es: EntitySet, text: str | None) -> set[str] | None:
+    if not text:
+        return None
+    names = {n.strip() for n in text.split(",") if n.strip()}
+    known = set(es.property_names())
+    for name in names:
+        if name not in known:
+            raise FilterError(f"Неизвестное свойство {name!r} в $select")
+    for f in es.fields:  # selecting a composite brings its type along
+        if f.kind == "composite" and f.name in names:
+            names.add(f.name + "_Type")
+    return names
+
+
+def _int(text: str | None, name: str) -> int | None:
+    if text is None or text == "":
+        return None
+    if not text.isdigit():
+        raise FilterError(f"Неверное значение {name}: {text!r}")
+    return int(text)
+
+
+def _body(body: bytes) -> dict[str, Any]:
+    try:
+        data = parse_json(body.decode("utf-8-sig") or "{}")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise WireError(f"Ошибка разбора тела запроса: {exc}") from exc
+    if not isinstance(data, dict):
+        raise WireError("Тело запроса должно быть объектом JSON")
+    return data
+
+
+def _not_found(es: EntitySet, key: str) -> Reply:
+    return odata_error(404, f"Объект {es.name} с ключом {key} не найден", code="6")
