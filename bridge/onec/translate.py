@@ -63,7 +63,7 @@ def local_time(value: Any, tz: tzinfo) -> datetime | None:
     return value.replace(tzinfo=tz, fold=0).astimezone(UTC).astimezone(tz)
 
 
-class _Doc:
+class DocReader:
     """Reads one document's values, raising DocumentError that names the document and the field."""
 
     def __init__(self, title: str, number: Any, key: Any) -> None:
@@ -131,7 +131,7 @@ def target_value(
     return attr.get(chart.value_field)
 
 
-def _flag(value: Any) -> bool:
+def flag(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
 
@@ -261,7 +261,7 @@ def order_from_row(
     """
     o = mapping.orders
     f = o.fields
-    doc = _Doc(o.title, row.get(f.number), row.get(f.id))
+    doc = DocReader(o.title, row.get(f.number), row.get(f.id))
     lines = tuple(
         _order_line(r, o.lines, doc, products, i) for i, r in enumerate(row.get(o.lines.section) or ())
     )
@@ -278,8 +278,8 @@ def order_from_row(
         date=doc.time(row.get(f.date), f.date, tz),
         customer_id=customer,
         status=_status(row, o, lines, doc),
-        posted=_flag(row.get(f.posted)),
-        deleted=_flag(row.get(f.deleted)),
+        posted=flag(row.get(f.posted)),
+        deleted=flag(row.get(f.deleted)),
         lines=lines,
         redeem_requested=(
             doc.number(target_value(row, "orders", redeem, mapping, keys), _label(redeem)) if redeem else ZERO
@@ -291,7 +291,7 @@ def order_from_row(
 
 
 def _order_line(
-    row: AbcMapping[str, Any], lines: Any, doc: _Doc, products: ProductIndex, i: int
+    row: AbcMapping[str, Any], lines: Any, doc: DocReader, products: ProductIndex, i: int
 ) -> OrderLine:
     f = lines.fields
 
@@ -322,11 +322,11 @@ def _order_line(
         manual_discount_amount=num(f.manual_amount),
         auto_discount_percent=num(f.auto_percent),
         auto_discount_amount=num(f.auto_amount),
-        cancelled=_flag(row.get(f.cancelled)) if f.cancelled else False,
+        cancelled=flag(row.get(f.cancelled)) if f.cancelled else False,
     )
 
 
-def _status(row: AbcMapping[str, Any], o: Any, lines: tuple[OrderLine, ...], doc: _Doc) -> OrderStatus:
+def _status(row: AbcMapping[str, Any], o: Any, lines: tuple[OrderLine, ...], doc: DocReader) -> OrderStatus:
     s = o.status
     value = row.get(s.field)
     goods = [line for line in lines if not line.delivery]
@@ -343,7 +343,7 @@ def _card_number(
     row: AbcMapping[str, Any],
     mapping: Mapping,
     keys: AttributeKeys,
-    doc: _Doc,
+    doc: DocReader,
     cards: AbcMapping[str, str] | None,
 ) -> str | None:
     target = mapping.orders.read.card_number
@@ -436,7 +436,7 @@ def return_from_row(
     """
     r = mapping.returns
     f = r.fields
-    doc = _Doc(r.title, row.get(f.number), row.get(f.id))
+    doc = DocReader(r.title, row.get(f.number), row.get(f.id))
     sale, kind = return_sale_key(row, mapping), str(row.get(f"{f.sale}_Type") or "")
     order_id = ref(row.get(f.sale)) if kind.endswith(mapping.orders.entity_set) else None
     if sale is not None and sale not in sale_to_order:
@@ -457,8 +457,8 @@ def return_from_row(
         date=doc.time(row.get(f.date), f.date, tz),
         customer_id=ref(row.get(f.customer)),
         order_id=order_id,
-        posted=_flag(row.get(f.posted)),
-        deleted=_flag(row.get(f.deleted)),
+        posted=flag(row.get(f.posted)),
+        deleted=flag(row.get(f.deleted)),
         lines=tuple(lines),
     )
 
@@ -469,11 +469,11 @@ def card_from_row(row: AbcMapping[str, Any], mapping: Mapping, keys: AttributeKe
     f = c.fields
     number = str(row.get(f.number) or "").strip() or str(row.get(f.magnetic_code or "") or "").strip()
     customer = ref(row.get(f.customer))
-    if row.get(f.status) == c.status_values.annulled or (f.deleted and _flag(row.get(f.deleted))):
+    if row.get(f.status) == c.status_values.annulled or (f.deleted and flag(row.get(f.deleted))):
         return None
     if not number or customer is None:
         return None
     issued = c.read.issued
-    is_issued = issued is not None and _flag(target_value(row, "cards", issued, mapping, keys))
+    is_issued = issued is not None and flag(target_value(row, "cards", issued, mapping, keys))
     status = CardStatus.ISSUED if is_issued else CardStatus.VIRTUAL
     return Card(number=number, customer_id=customer, status=status, onec_id=ref(row.get(f.id)))
