@@ -145,6 +145,22 @@ def advance(book: Book, rules: Rules, now: datetime) -> None:
         _record_levels(book, rules, state, entries, now, emit=True)
 
 
+def next_due(book: Book, rules: Rules, now: datetime) -> datetime | None:
+    """The next moment after ``now`` at which time alone changes this book (None: never)."""
+    moments: list[datetime] = []
+    if rules.bonus is not None:
+        warning = timedelta(days=rules.bonus.expiry_warning_days)
+        for lot in book.lots.values():
+            if lot.remaining <= ZERO:
+                continue
+            moments += [m for m in (lot.available_at, lot.expires_at - warning, lot.expires_at) if m > now]
+            if lot.expires_at <= now:
+                moments.append(now)  # an expiry not yet written off: due at once
+    if rules.discount is not None and book.level is not None and book.level.valid_until is not None:
+        moments.append(book.level.valid_until)
+    return min(moments, default=None)
+
+
 # --- reservation ------------------------------------------------------------------------------------
 
 

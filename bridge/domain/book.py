@@ -95,6 +95,12 @@ class Book:
 
     def post(self, entry: Entry) -> Entry:
         """Apply ``entry`` to the in-memory state and queue it for insertion."""
+        self.absorb(entry)
+        self.new_entries.append(entry)
+        return entry
+
+    def absorb(self, entry: Entry) -> None:
+        """Apply an entry to the in-memory state (also how the store rebuilds a book)."""
         if entry.kind is EntryKind.ACCRUE:
             assert entry.lot_id is not None and entry.lot is not None and entry.order_id is not None
             lot = self.lots.get(entry.lot_id)
@@ -122,8 +128,6 @@ class Book:
             old = self.contributions.get(entry.order_id)
             amount = (old.amount if old else ZERO) + entry.money
             self.contributions[entry.order_id] = Contribution(entry.order_id, entry.effective_at, amount)
-        self.new_entries.append(entry)
-        return entry
 
     def emit(self, event: Event) -> None:
         """Queue ``event`` unless an event with its key was already emitted."""

@@ -1,0 +1,181 @@
+"""The loyalty engine: one document (or one customer's clock) per database transaction.
+
+``Engine.apply_order`` is the unit of work the daemon's cycle runs for every order it reads:
+skip a version already applied, lock the customer, rebuild the book, apply the rules, insert the
+new entries / events / history, remember the order's facts and mark the version processed — all
+in one transaction. The cycle (issue 4) adds the outbox rows to the same transaction through
+``on_commit`` hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, tzinfo
+
+from sqlalchemy import Connection
+
+from bridge.domain import apply as rules_apply
+from bridge.domain.book import Book, OrderFacts, Rules
+from bridge.domain.cards import card_number
+from bridge.domain.ledger import Event, Reason
+from bridge.domain.model import Card, CardStatus, Order, ReturnDoc
+from bridge.domain.present import customer_view, order_view
+from bridge.domain.views import CustomerView, OrderView
+from bridge.errors import DocumentError
+from bridge.store.ledger import LedgerStore
+
+UnitHook = Callable[[Connection, Book], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What one unit of work did."""
+
+    duplicate: bool  # this document version had been applied before: nothing changed
+    customer_id: str | None
+    facts: OrderFacts | None = None
+    events: tuple[Event, ...] = ()
+    entries: int = 0
+
+
+class Engine:
+    """Applies documents and the passage of time to the ledger, one transaction each."""
+
+    def __init__(
+        self,
+        store: LedgerStore,
+        rules: Rules,
+        tz: tzinfo,
+        *,
+        card_prefix: str | None = None,
+        hooks: list[UnitHook] | None = None,
+    ) -> None:
+        self.store = store
+        self.rules = rules
+        self.tz = tz
+        self.card_prefix = card_prefix
+        self.hooks = hooks or []
+
+    # --- documents -------------------------------------------------------------------------------
+
+    def apply_order(self, order: Order, now: datetime, *, history: bool = False) -> Applied:
+        """Apply one order version (a no-op if this exact version was applied before)."""
+        if order.customer_id is None:
+            raise DocumentError(
+                f"order {order.number} ({order.id}) names no customer: set the partner (or a card) in 1C",
+                document=order.id,
+                field="customer",
+            )
+        customer = order.customer_id
+        with self.store.transaction() as conn:
+            if self.store.is_processed(conn, order.id, order.version):
+                return Applied(True, customer)
+            previous = self.store.order_customer(conn, order.id)
+            for cid in sorted({customer, previous} - {None}):
+                assert cid is not None
+                self.store.lock_customer(conn, cid, now)
+            if previous is not None and previous != customer:
+                # The order moved to another partner: undo everything it did for the old one.
+                old = self.store.load_book(conn, previous, [order.id])
+                rules_apply.apply_order(old, self.rules, replace(order, deleted=True), now, tz=self.tz)
+                old.orders[order.id].customer_id = previous
+                self._finish(conn, old, now, history)
+                del old.orders[order.id]
+            book = self.store.load_book(conn, customer, [order.id])
+            if book.card is None and self.card_prefix is not None and not order.voided:
+                self._issue_card(conn, book, now, history)
+            facts = rules_apply.apply_order(book, self.rules, order, now, history=history, tz=self.tz)
+            facts.customer_id = customer
+            events = tuple(book.new_events)
+            entries = len(book.new_entries)
+            self._finish(conn, book, now, history)
+            self.store.mark_processed(conn, order.id, order.version, customer, now)
+            return Applied(False, customer, facts, events, entries)
+
+    def apply_return(self, ret: ReturnDoc, now: datetime) -> Applied:
+        """Record a return and correct its order's effects by the difference."""
+        with self.store.transaction() as conn:
+            if self.store.is_processed(conn, ret.id, ret.version):
+                return Applied(True, ret.customer_id)
+            customer = self.store.order_customer(conn, ret.order_id) if ret.order_id else None
+            customer = customer or ret.customer_id
+            self.store.save_return(conn, ret, customer, now)
+            if customer is None:
+                self.store.mark_processed(conn, ret.id, ret.version, None, now)
+                return Applied(False, None)
+            self.store.lock_customer(conn, customer, now)
+            book = self.store.load_book(conn, customer, [ret.order_id] if ret.order_id else [])
+            facts = rules_apply.apply_return(book, self.rules, ret, now, tz=self.tz)
+            events = tuple(book.new_events)
+            entries = len(book.new_entries)
+            self._finish(conn, book, now, False)
+            self.store.mark_processed(conn, ret.id, ret.version, customer, now)
+            return Applied(False, customer, facts, events, entries)
+
+    # --- time ----------------------------------------------------------------------------------------
+
+    def tick(self, now: datetime) -> list[Applied]:
+        """Post what time alone causes up to ``now`` for every customer it concerns."""
+        with self.store.transaction() as conn:
+            due = self.store.due_customers(conn, now)
+        done = []
+        for customer in due:
+            with self.store.transaction() as conn:
+                self.store.lock_customer(conn, customer, now)
+                book = self.store.load_book(conn, customer)
+                rules_apply.advance(book, self.rules, now)
+                events = tuple(book.new_events)
+                entries = len(book.new_entries)
+                self._finish(conn, book, now, False)
+                done.append(Applied(False, customer, None, events, entries))
+        return done
+
+    # --- reading -------------------------------------------------------------------------------------
+
+    def book(self, customer_id: str, order_ids: tuple[str, ...] = ()) -> Book:
+        with self.store.engine.connect() as conn:
+            return self.store.load_book(conn, customer_id, order_ids)
+
+    def customer_view(self, customer_id: str, now: datetime) -> CustomerView:
+        return customer_view(self.book(customer_id), self.rules, now, self.tz)
+
+    def order_view(self, order_id: str) -> OrderView | None:
+        with self.store.engine.connect() as conn:
+            customer = self.store.order_customer(conn, order_id)
+            if customer is None:
+                return None
+            book = self.store.load_book(conn, customer, [order_id])
+        return order_view(book, order_id)
+
+    def resolve_customer(self, id_or_card: str) -> str | None:
+        """A partner id as given, or the owner of a card number."""
+        with self.store.engine.connect() as conn:
+            owner = self.store.customer_by_card(conn, id_or_card.replace(" ", ""))
+            if owner is not None:
+                return owner
+            if id_or_card in self.store.customer_ids(conn):
+                return id_or_card
+        return None
+
+    # --- internals -----------------------------------------------------------------------------------
+
+    def _issue_card(self, conn: Connection, book: Book, now: datetime, history: bool) -> None:
+        assert self.card_prefix is not None
+        while True:
+            serial = self.store.next_serial(conn)
+            number = card_number(self.card_prefix, serial)
+            if not self.store.card_number_taken(conn, number):
+                break
+        book.card = Card(number, book.customer_id, CardStatus.VIRTUAL)
+        self.store.add_card(conn, book.card, serial, now)
+        if not history:
+            book.emit(
+                Event(Reason.CARD_CREATED, book.customer_id, f"card:{number}", now, detail={"card": number})
+            )
+
+    def _finish(self, conn: Connection, book: Book, now: datetime, history: bool) -> None:
+        for hook in self.hooks:
+            hook(conn, book)
+        next_due = rules_apply.next_due(book, self.rules, now)
+        self.store.save_book(conn, book, now, history=history, next_due=next_due)

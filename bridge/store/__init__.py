@@ -1,0 +1,1 @@
+"""State: SQLAlchemy schema, the ledger repository, cards, cursors and migrations."""

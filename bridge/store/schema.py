@@ -1,0 +1,252 @@
+"""The state database's schema (SQLAlchemy 2 Core tables), shared by the repository and migrations.
+
+Ledger tables (``entries``, ``allocations``, ``level_history``, ``events``) are insert-only: the
+migration installs triggers that abort any UPDATE or DELETE on them, on SQLite and PostgreSQL
+alike. Everything else is the bridge's working memory about documents and customers.
+
+Decimals are stored exactly (``ExactDecimal``: NUMERIC on PostgreSQL, text on SQLite, which has
+no exact decimal type); times are stored in UTC and always come back timezone-aware.
+Must not import bridge.onec, bridge.site, bridge.notify or bridge.service.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+naming = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=naming)
+
+
+class ExactDecimal(TypeDecorator[Decimal]):
+    """A Decimal that round-trips exactly: NUMERIC(24, 6) on PostgreSQL, canonical text on SQLite."""
+
+    impl = String(48)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(Numeric(24, 6, asdecimal=True))
+        return dialect.type_descriptor(String(48))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal):
+            raise TypeError(f"ExactDecimal takes Decimal, not {type(value).__name__}")
+        return value if dialect.name == "postgresql" else format(value, "f")
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return canonical(Decimal(value))
+
+
+def canonical(value: Decimal) -> Decimal:
+    """Drop the trailing zeros a NUMERIC column adds (``500.000000`` → ``500``)."""
+    if value == value.to_integral_value():
+        return value.quantize(Decimal(1))
+    return value.normalize()
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes stored as UTC; naive values are refused (they would be ambiguous)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(DateTime(timezone=True))
+        return dialect.type_descriptor(String(32))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r} cannot be stored: the time zone is unknown")
+        utc = value.astimezone(UTC)
+        return utc if dialect.name == "postgresql" else utc.strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
+        result: datetime = value
+        return result.astimezone(UTC) if result.tzinfo else result.replace(tzinfo=UTC)
+
+
+def money() -> ExactDecimal:
+    return ExactDecimal()
+
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", String(64), primary_key=True),  # 1C partner Ref_Key
+    Column("name", Text, nullable=False, server_default=""),
+    Column("level_code", String(64)),
+    Column("level_valid_until", UTCDateTime()),
+    Column("level_since", UTCDateTime()),
+    Column("level_promoted_by", String(64)),
+    Column("level_previous", JSON),  # the state before the last promotion (nested)
+    Column("sequence", Integer, nullable=False, server_default="0"),  # webhook snapshot counter
+    Column("next_due_at", UTCDateTime(), index=True),  # when time alone next changes this book
+    Column("updated_at", UTCDateTime()),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", String(64), primary_key=True),  # 1C Ref_Key
+    Column("customer_id", String(64), nullable=False, index=True),
+    Column("number", String(64), nullable=False, server_default=""),
+    Column("doc_date", UTCDateTime(), nullable=False),
+    Column("first_seen_at", UTCDateTime(), nullable=False),
+    Column("close_time", UTCDateTime()),
+    Column("earned_tier", String(64)),
+    Column("redeem_decided", Boolean, nullable=False, server_default="0"),
+    Column("redeem_requested", money(), nullable=False, server_default="0"),
+    Column("redeem_accepted", money(), nullable=False, server_default="0"),
+    Column("message", Text, nullable=False, server_default=""),
+    Column("version", String(128), nullable=False, server_default=""),  # last DataVersion applied
+    Column("status", String(16), nullable=False, server_default="open"),
+    Column("snapshot", JSON, nullable=False),  # the last version seen, as plain JSON
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+returns = Table(
+    "returns",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("order_id", String(64), index=True),
+    Column("customer_id", String(64), index=True),
+    Column("version", String(128), nullable=False),
+    Column("snapshot", JSON, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+entries = Table(
+    "entries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("customer_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("order_id", String(64)),
+    Column("lot_id", String(64)),
+    Column("points", money(), nullable=False),
+    Column("money", money(), nullable=False),
+    Column("debt_delta", money(), nullable=False),
+    Column("effective_at", UTCDateTime(), nullable=False),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+    Column("accrued_at", UTCDateTime()),
+    Column("available_at", UTCDateTime()),
+    Column("expires_at", UTCDateTime()),
+    Column("cause", String(200), nullable=False, server_default=""),
+    Index("ix_entries_customer", "customer_id", "id"),
+    Index("ix_entries_order", "order_id"),
+    Index("ix_entries_due", "kind", "expires_at"),
+)
+
+allocations = Table(
+    "allocations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("entry_id", Integer, ForeignKey("entries.id"), nullable=False, index=True),
+    Column("customer_id", String(64), nullable=False, index=True),
+    Column("lot_id", String(64), nullable=False),
+    Column("points", money(), nullable=False),  # > 0 taken from the lot, < 0 returned to it
+)
+
+level_history = Table(
+    "level_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("customer_id", String(64), nullable=False, index=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("old_code", String(64), nullable=False),
+    Column("new_code", String(64), nullable=False),
+    Column("period_sum", money(), nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("order_id", String(64)),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("customer_id", String(64), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("order_id", String(64)),
+    Column("points", money()),
+    Column("when_at", UTCDateTime()),
+    Column("detail", JSON, nullable=False),
+    Column("history", Boolean, nullable=False, server_default="0"),
+    UniqueConstraint("customer_id", "key", name="uq_events_customer_key"),
+)
+
+processed = Table(
+    "processed",
+    metadata,
+    Column("doc_id", String(64), primary_key=True),
+    Column("version", String(128), primary_key=True),
+    Column("customer_id", String(64)),
+    Column("processed_at", UTCDateTime(), nullable=False),
+)
+
+cards = Table(
+    "cards",
+    metadata,
+    Column("number", String(32), primary_key=True),
+    Column("serial", Integer, unique=True),  # NULL for numbers 1C already had
+    Column("customer_id", String(64), nullable=False, unique=True),
+    Column("status", String(16), nullable=False, server_default="virtual"),
+    Column("onec_id", String(64)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("issued_at", UTCDateTime()),
+)
+
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Integer, nullable=False),
+)
+
+cursors = Table(
+    "cursors",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+INSERT_ONLY = ("entries", "allocations", "level_history", "events")

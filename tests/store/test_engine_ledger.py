@@ -1,0 +1,187 @@
+"""The engine over the real ledger on SQLite and PostgreSQL: SPEC examples, idempotency, guards."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from decimal import Decimal as D
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from bridge.domain.cards import is_valid_ean13
+from bridge.domain.model import OrderStatus
+from bridge.service.engine import Engine as LoyaltyEngine
+from bridge.store.ledger import LedgerStore
+from tests.domain.factories import MSK, at, line, order, rules
+
+
+def make(db_engine: Engine, **kw: object) -> LoyaltyEngine:
+    return LoyaltyEngine(LedgerStore(db_engine), rules(**kw), MSK, card_prefix="2990")
+
+
+def test_examples_1_and_2_through_the_database(db_engine: Engine) -> None:
+    eng = make(db_engine, discount=False)
+    eng.apply_order(order("a", "dmitry", [line(25000)]), at(2026, 1, 5))
+    eng.apply_order(order("b", "dmitry", [line(5000, group="sale")]), at(2026, 1, 6))
+    eng.tick(at(2026, 3, 1))
+    v = eng.customer_view("dmitry", at(2026, 3, 1))
+    assert (v.tier and v.tier.code, v.available) == ("gold", D(500))
+    jacket = order("j", "dmitry", [line(14200, group="apparel")], redeem=500, status=OrderStatus.OPEN)
+    eng.apply_order(jacket, at(2026, 3, 1, 10))
+    eng.apply_order(replace(jacket, status=OrderStatus.CLOSED, version="v2"), at(2026, 3, 2, 15))
+    ov = eng.order_view("j")
+    assert ov is not None and (ov.points_spent, ov.points_earned) == (D(500), D(639))
+    v = eng.customer_view("dmitry", at(2026, 3, 2, 15))
+    assert (v.total, v.available, v.pending) == (D(639), D(0), D(639))
+    second = order("s", "dmitry", [line(3000)], redeem=100, status=OrderStatus.OPEN, date=at(2026, 3, 3))
+    eng.apply_order(second, at(2026, 3, 3, 11))
+    ov2 = eng.order_view("s")
+    assert ov2 is not None and ov2.points_spent == D(0) and ov2.message.startswith("Доступно 0 бонусов")
+
+
+def test_examples_3_and_4_through_the_database(db_engine: Engine) -> None:
+    eng = make(db_engine, discount=False)
+    eng.apply_order(order("old", "c", [line(20000, group="sale")]), at(2026, 1, 10))
+    bike = order("bike", "c", [line(20000)])
+    eng.apply_order(bike, at(2026, 3, 1))
+    v = eng.customer_view("c", at(2026, 3, 1))
+    assert v.tier is not None and (v.tier.code, v.volume, v.total) == ("gold", D(40000), D(400))
+    eng.tick(at(2026, 3, 16))
+    eng.apply_order(order("sp", "c", [line(1000)], redeem=300, status=OrderStatus.OPEN), at(2026, 3, 16))
+    eng.apply_order(replace(bike, status=OrderStatus.CANCELLED, version="v2"), at(2026, 3, 20))
+    v = eng.customer_view("c", at(2026, 3, 20))
+    assert v.tier is not None and (v.tier.code, v.volume, v.total, v.debt) == (
+        "silver",
+        D(20000),
+        D(0),
+        D(300),
+    )
+
+
+def test_example_5_levels_through_the_database(db_engine: Engine) -> None:
+    eng = make(db_engine, bonus=False)
+    eng.apply_order(order("o1", "z", [line(7000)], date=at(2025, 3, 15)), at(2025, 3, 15))
+    eng.apply_order(order("o2", "z", [line(1000)], date=at(2025, 10, 10)), at(2025, 10, 10))
+    feb1 = at(2026, 2, 1, 0, 0)
+    eng.apply_order(order("o3", "z", [line(3000)], date=feb1), feb1)
+    v = eng.customer_view("z", feb1)
+    assert v.level is not None and (v.level.code, v.period_sum) == ("fan", D(11000))
+    assert v.valid_until == at(2026, 7, 31, 0, 0)
+    eng.tick(at(2026, 7, 31, 0, 0))
+    v = eng.customer_view("z", at(2026, 7, 31, 0, 0))
+    assert v.level is not None and (v.level.code, v.period_sum) == ("base", D(4000))
+    lines = v.level_history_text.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("31.07.2026") and lines[1].startswith("01.02.2026")
+
+
+def test_reapplying_a_version_changes_nothing(db_engine: Engine) -> None:
+    eng = make(db_engine)
+    o = order("x", "c", [line(20000)])
+    first = eng.apply_order(o, at(2026, 3, 1))
+    assert not first.duplicate and first.entries > 0
+    with db_engine.connect() as conn:
+        before = conn.execute(text("select count(*) from entries")).scalar()
+    again = eng.apply_order(o, at(2026, 3, 2))
+    assert again.duplicate
+    # A new DataVersion with the same content (the bridge's own write-back) posts nothing either.
+    own = eng.apply_order(replace(o, version="v-after-writeback"), at(2026, 3, 2))
+    assert not own.duplicate and own.entries == 0 and own.events == ()
+    with db_engine.connect() as conn:
+        assert conn.execute(text("select count(*) from entries")).scalar() == before
+
+
+def test_ledger_tables_refuse_update_and_delete(db_engine: Engine) -> None:
+    eng = make(db_engine)
+    o = order("x", "c", [line(20000)])
+    eng.apply_order(o, at(2026, 3, 1))
+    eng.apply_order(replace(o, status=OrderStatus.CANCELLED, version="v2"), at(2026, 3, 2))  # an allocation
+    for sql in (
+        "update entries set points = '0'",
+        "delete from entries",
+        "update allocations set points = '0'",
+        "delete from allocations",
+        "delete from events",
+        "delete from level_history",
+    ):
+        with pytest.raises(DBAPIError, match="insert-only"), db_engine.begin() as conn:
+            conn.execute(text(sql))
+
+
+def test_cards_are_valid_ean13_unique_and_never_reused(db_engine: Engine) -> None:
+    eng = make(db_engine)
+    for i in range(5):
+        eng.apply_order(order(f"o{i}", f"c{i}", [line(100)]), at(2026, 3, 1))
+    with db_engine.connect() as conn:
+        numbers = list(conn.execute(text("select number from cards order by serial")).scalars())
+    assert len(set(numbers)) == 5 and all(is_valid_ean13(n) and n.startswith("2990") for n in numbers)
+    assert numbers[0] == "2990000000019"
+    # A card removed by hand does not free its serial: the counter only moves on.
+    with db_engine.begin() as conn:
+        conn.execute(text("delete from cards where number = :n"), {"n": numbers[-1]})
+    eng.apply_order(order("o9", "c9", [line(100)]), at(2026, 3, 1))
+    with db_engine.connect() as conn:
+        newest = conn.execute(text("select number from cards where customer_id = 'c9'")).scalar()
+    assert newest not in numbers
+    assert eng.resolve_customer(numbers[0]) == "c0"
+
+
+def test_order_moved_to_another_customer_moves_its_effects(db_engine: Engine) -> None:
+    eng = make(db_engine)
+    o = order("x", "alice", [line(20000)])
+    eng.apply_order(o, at(2026, 3, 1))
+    eng.apply_order(replace(o, customer_id="bob", version="v2"), at(2026, 3, 2))
+    a, b = eng.customer_view("alice", at(2026, 3, 2)), eng.customer_view("bob", at(2026, 3, 2))
+    assert (a.total, a.volume) == (D(0), D(0))
+    assert (b.total, b.volume) == (D(400), D(20000))
+
+
+def test_hold_end_and_expiry_are_driven_by_tick(db_engine: Engine) -> None:
+    eng = make(db_engine, discount=False)
+    eng.apply_order(order("x", "c", [line(20000)]), at(2026, 3, 1))
+    assert eng.tick(at(2026, 3, 10)) == []  # nothing due yet
+    avail = eng.tick(at(2026, 3, 15, 12))
+    assert [e.reason.value for a in avail for e in a.events] == ["points_available"]
+    warn = eng.tick(at(2027, 2, 23, 12))
+    assert [e.reason.value for a in warn for e in a.events] == ["points_expiring"]
+    gone = eng.tick(at(2027, 3, 1, 12))
+    assert [e.reason.value for a in gone for e in a.events] == ["points_expired"]
+    v = eng.customer_view("c", at(2027, 3, 1, 12))
+    assert (v.total, v.available) == (D(0), D(0))
+    assert eng.tick(at(2027, 3, 2)) == []
+
+
+@pytest.mark.postgres
+def test_two_writers_never_spend_the_same_point(pg_url: str) -> None:
+    """Two orders of one customer each ask for all 400 points at the same moment: one wins."""
+    from bridge.store.db import make_engine, upgrade
+
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    eng = make(engine, discount=False)
+    eng.apply_order(order("earn", "c", [line(20000)]), at(2026, 3, 1))
+    eng.tick(at(2026, 3, 16))
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def spend(oid: str) -> None:
+        try:
+            barrier.wait()
+            eng.apply_order(
+                order(oid, "c", [line(1000)], redeem=400, status=OrderStatus.OPEN), at(2026, 3, 16)
+            )
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=spend, args=(f"spend{i}",)) for i in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    views = [eng.order_view(f"spend{i}") for i in range(2)]
+    spent = sorted(v.points_spent for v in views if v is not None)
+    assert spent == [D(0), D(400)]
+    assert eng.customer_view("c", at(2026, 3, 16)).total == D(0)
+    engine.dispose()
