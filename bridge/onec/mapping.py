@@ -10,13 +10,12 @@ bridge.store, bridge.site or bridge.service.
 
 from __future__ import annotations
 
-import typing
 from collections.abc import Iterable
 from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, create_model, model_validator
@@ -264,12 +263,6 @@ class Mapping(_Model):
     products: Products
     cards: Cards
 
-    @model_validator(mode="after")
-    def _version(self) -> Mapping:
-        if self.version != 1:
-            raise ValueError(f"version {self.version} is not supported: this bridge reads version 1")
-        return self
-
     def entity_sets(self) -> dict[str, str]:
         """Object name -> entity set, for every set the bridge may read."""
         sets = {
@@ -361,11 +354,16 @@ def _names(model: BaseModel) -> list[str]:
 def load_mapping(path: str | Path) -> Mapping:
     """Read a mapping file (following ``extends``) and validate it; every problem in one ConfigError."""
     data, origins = _read_chain(Path(path), [])
+    version, problems = data.get("version"), []
+    if isinstance(version, int) and version != 1:
+        problems.append(f"{path}: version: version {version} is not supported: this bridge reads version 1")
     try:
-        return Mapping.model_validate(data)
+        mapping = Mapping.model_validate(data)
     except ValidationError as exc:
-        problems = [_problem(err, origins, Path(path)) for err in exc.errors()]
-        raise ConfigError(problems, mapping=str(path)) from None
+        problems += [_problem(err, origins, Path(path)) for err in exc.errors()]
+    if problems:
+        raise ConfigError(problems, mapping=str(path))
+    return mapping
 
 
 def _read_chain(path: Path, seen: list[Path]) -> tuple[dict[str, Any], dict[tuple[str, ...], Path]]:
@@ -436,7 +434,7 @@ def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
         info = getattr(model, "model_fields", {}).get(part)
         if info is None:
             return []
-        model = next((a for a in typing.get_args(info.annotation) if a is not type(None)), info.annotation)
+        model = next((a for a in get_args(info.annotation) if a is not type(None)), info.annotation)
     return list(getattr(model, "model_fields", {}))
 
 
@@ -450,10 +448,9 @@ class AttributeKeys:
     keys: AbcMapping[tuple[str, str], str] = field(default_factory=dict)
 
     def key(self, obj: str, description: str) -> str:
-        try:
-            return self.keys[(obj, description)]
-        except KeyError:
-            raise ContractError([f"additional attribute «{description}» of {obj} was not resolved"]) from None
+        if (obj, description) not in self.keys:
+            raise ContractError([f"additional attribute «{description}» of {obj} was not resolved"])
+        return self.keys[(obj, description)]
 
 
 def resolve_attributes(mapping: Mapping, chart_rows: Iterable[AbcMapping[str, Any]]) -> AttributeKeys:
