@@ -315,14 +315,16 @@ class SoapClient:
             document_amount: the new ``СуммаДокумента`` when ``lines`` change the amounts.
         """
         items = _attributes_in(fields)
-        params: dict[str, Any] = {"Ref": ref, "Fields": [self._attribute_out(a) for a in items]}
-        params["Lines"] = [_line_out(x) for x in lines] or None
+        params: dict[str, Any] = {"Ref": ref, "Fields": {"Item": [self._attribute_out(a) for a in items]}}
+        line_items = [_line_out(x) for x in lines]
+        params["Lines"] = {"Item": line_items} if line_items else None  # None travels as xsi:nil
         params["DocumentAmount"] = None if document_amount is None else _check_dec(document_amount)
         params["ExpectedVersion"] = expected_version or None
         # Setting values twice is harmless; but a repeat after a lost answer would meet its own
         # write as a stale version, so with ExpectedVersion only provably unprocessed calls repeat.
         result = self._call("WriteOrderLoyalty", idempotent=expected_version is None, **params)
-        return str(serialize_object(result, dict)["DataVersion"])
+        # zeep unwraps a one-element result type: WriteResult arrives as its DataVersion string.
+        return result if isinstance(result, str) else str(serialize_object(result, dict)["DataVersion"])
 
     def _date(self, value: Any) -> datetime | None:
         """1C's wall-clock date (empty date → ``None``), aware in ``tz`` when the client has one."""

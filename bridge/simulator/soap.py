@@ -222,12 +222,12 @@ class SoapService:
                 118,
             )
         section = [dict(r) for r in row.get(ATTRIBUTES, [])]
-        for item in request.findall(f"{{{NS}}}Fields"):
+        for item in request.findall(f"{{{NS}}}Fields/{{{NS}}}Item"):
             section = self._set_attribute(section, item)
         changes: dict[str, Any] = {
             ATTRIBUTES: [{k: v for k, v in r.items() if k != "LineNumber"} for r in section]
         }
-        lines = request.findall(f"{{{NS}}}Lines")
+        lines = request.findall(f"{{{NS}}}Lines/{{{NS}}}Item")
         if lines:
             goods = [dict(r) for r in row.get("Товары", [])]
             for item in lines:

@@ -111,8 +111,8 @@ def test_write_number_is_stored_as_decimal(store: SimStore) -> None:
     service = SoapService(store)
     order = store.rows(ORDERS)[0]
     field = (
-        "<m:Fields><m:Name>Бонусы начислено</m:Name><m:Kind>Number</m:Kind>"
-        "<m:Value>142.10</m:Value></m:Fields>"
+        "<m:Fields><m:Item><m:Name>Бонусы начислено</m:Name><m:Kind>Number</m:Kind>"
+        "<m:Value>142.10</m:Value></m:Item></m:Fields>"
     )
     version = f"<m:ExpectedVersion>{order['DataVersion']}</m:ExpectedVersion>"
     body = f"<m:Ref>{order['Ref_Key']}</m:Ref>{field}{version}"
