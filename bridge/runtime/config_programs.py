@@ -102,7 +102,7 @@ def _validate_ladder(
         steps: list[_RawStep] = []
         for item in raw if isinstance(raw, list | tuple) else ():
             threshold = item.get("threshold") if isinstance(item, Mapping) else None
-            if isinstance(threshold, int | Decimal) and not isinstance(threshold, bool):
+            if isinstance(threshold, int | Decimal) and not isinstance(threshold, bool) and threshold >= 0:
                 steps.append(_RawStep(str(item.get("code")), Decimal(threshold)))
             else:
                 steps = []  # positions would no longer match the file: skip the ladder check
