@@ -147,7 +147,11 @@ class ODataClient:
         data: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         expect: normalize.Expect = "json",
-    ) -> requests.Response:
+    ) -> tuple[requests.Response, Any]:
+        """One logical call: send, check, and (for JSON) parse inside the retried attempt.
+
+        Parsing belongs inside the attempt: a truncated body is a transport fault worth a retry.
+        """
         url = self.base_url + path + (f"?{query}" if query else "")
         what = f"{method} {unquote(path)}"
         write = kind != "read"
@@ -160,7 +164,7 @@ class ODataClient:
                 sent_headers["Content-Length"] = "0"
         sent_headers.update(headers or {})
 
-        def attempt() -> requests.Response:
+        def attempt() -> tuple[requests.Response, Any]:
             self.requests_made += 1
             try:
                 response = self._session.request(
@@ -184,7 +188,10 @@ class ODataClient:
                 write=write,
                 idempotent=idempotent,
             )
-            return response
+            body = response.content
+            if expect != "json" or not normalize.strip_bom(body).strip():
+                return response, None
+            return response, normalize.parse_json(body, url=url)
 
         def on_retry(attempt_no: int, delay: float, error: BaseException) -> None:
             log.warning(
@@ -202,11 +209,7 @@ class ODataClient:
         )
 
     def _json(self, method: str, path: str, query: str = "", **kwargs: Any) -> Any:
-        response = self._call(method, path, query, **kwargs)
-        body = response.content
-        if not normalize.strip_bom(body).strip():
-            return None
-        return normalize.parse_json(body, url=response.url or path)
+        return self._call(method, path, query, **kwargs)[1]
 
     def _row(self, payload: Any, what: str) -> dict[str, Any]:
         if not isinstance(payload, dict):
@@ -378,7 +381,7 @@ class ODataClient:
 
     def metadata(self) -> bytes:
         """``$metadata`` (CSDL XML, BOM stripped), for mapping validation."""
-        response = self._call("GET", "$metadata", expect="xml")
+        response, _ = self._call("GET", "$metadata", expect="xml")
         return normalize.strip_bom(response.content)
 
     # ------------------------------------------------------------------ writes
@@ -463,7 +466,7 @@ class ODataClient:
                 ``{"DataExchangePoint": "'…/ExchangePlan_X(guid'…')'", "MessageNo": "5"}``.
         """
         query = "&".join(f"{encode(k)}={encode(v)}" for k, v in params.items())
-        response = self._call(
+        response, _ = self._call(
             "POST", quote(path, safe=SAFE + "/"), query, kind="write", data=b"", expect="xml"
         )
         return normalize.strip_bom(response.content)
