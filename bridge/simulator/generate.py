@@ -105,7 +105,7 @@ def _load(
             if entity_set == PROPERTIES and row["Ref_Key"] in dropped_props:
                 continue
             adapted = adapt_row(store, entity_set, row, vat, dropped_props)
-            loaded.setdefault(entity_set, []).append(store.put(entity_set, adapted, track=False)["Ref_Key"])
+            loaded.setdefault(entity_set, []).append(store.insert(entity_set, adapted, track=False))
     return loaded
 
 
@@ -243,9 +243,7 @@ def generate(
                 },
             ],
         }
-        out.customers.append(
-            store.put(PARTNERS, adapt_row(store, PARTNERS, row, vat_enum), track=False)["Ref_Key"]
-        )
+        out.customers.append(store.insert(PARTNERS, adapt_row(store, PARTNERS, row, vat_enum), track=False))
     span = days * 86400
     stamps = sorted(rng.randrange(span) for _ in range(orders))
     recent = start + timedelta(days=days - 7)
@@ -282,5 +280,5 @@ def generate(
             "Товары": lines,
             ATTRIBUTES: extra,
         }
-        out.orders.append(store.put(ORDERS, adapt_row(store, ORDERS, row, vat_enum), track=False)["Ref_Key"])
+        out.orders.append(store.insert(ORDERS, adapt_row(store, ORDERS, row, vat_enum), track=False))
     return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 NAMESPACE = "StandardODATA"
 
@@ -50,18 +51,22 @@ class Field:
         return self.name.removesuffix("_Key")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Table:
     """A tabular section: rows of ``fields`` (``LineNumber`` first)."""
 
     name: str
     fields: tuple[Field, ...]
 
+    @cached_property
+    def _index(self) -> dict[str, Field]:
+        return {f.name: f for f in self.fields}
+
     def field(self, name: str) -> Field | None:
-        return next((f for f in self.fields if f.name == name), None)
+        return self._index.get(name)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class EntitySet:
     """A catalog, document, chart or exchange plan as 1C's standard OData interface exposes it."""
 
@@ -73,20 +78,28 @@ class EntitySet:
     def is_document(self) -> bool:
         return self.name.startswith("Document_")
 
+    @cached_property
+    def _index(self) -> dict[str, Field]:
+        return {f.name: f for f in self.fields}
+
+    @cached_property
+    def _names(self) -> tuple[str, ...]:
+        names: list[str] = []
+        for f in self.fields:
+            names.append(f.name)
+            if f.kind == "composite":
+                names.append(f.name + "_Type")
+        return (*names, *(t.name for t in self.tables))
+
     def field(self, name: str) -> Field | None:
-        return next((f for f in self.fields if f.name == name), None)
+        return self._index.get(name)
 
     def table(self, name: str) -> Table | None:
         return next((t for t in self.tables if t.name == name), None)
 
     def property_names(self) -> list[str]:
         """Every property name on the wire, in 1C's order (composite ``X`` then ``X_Type``)."""
-        names: list[str] = []
-        for f in self.fields:
-            names.append(f.name)
-            if f.kind == "composite":
-                names.append(f.name + "_Type")
-        return names + [t.name for t in self.tables]
+        return list(self._names)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from bridge.simulator.endpoints import JSON_TYPE, ODataService, Reply, classify, odata_error
 from bridge.simulator.faults import Fault, FaultRequest, Faults
@@ -46,6 +46,7 @@ HTML_503 = """<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN"><html><head>
 <p>The server is temporarily unable to service your request.</p></body></html>
 """
 NOT_FOUND = "<html><head><title>404 Not Found</title></head><body><h1>Not Found</h1></body></html>\n"
+_HEADER_SAFE = ":/?#[]@!$&'()*+,;= "
 BODY_METHODS = frozenset({"POST", "PATCH", "MERGE", "PUT"})
 
 
@@ -310,7 +311,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(reply.status)
         for name, value in reply.headers.items():
             if name.lower() != "content-length":
-                self.send_header(name, value)
+                # Cyrillic in headers (Location) travels percent-encoded, as IIS sends it.
+                self.send_header(name, value if value.isascii() else quote(value, safe=_HEADER_SAFE))
         self.send_header("Content-Length", str(len(reply.body)))
         if cut is not None:
             self.send_header("Connection", "close")

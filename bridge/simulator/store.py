@@ -87,8 +87,13 @@ class SimStore:
     def put(self, entity_set: str, row: Mapping[str, Any], *, track: bool = True) -> dict[str, Any]:
         """Create or wholly replace an object; assigns ``Ref_Key`` if absent, bumps ``DataVersion``.
 
-        ``track=False`` skips exchange-plan registration (bulk loading).
+        ``track=False`` skips exchange-plan registration (bulk loading). Returns a copy.
         """
+        with self._lock:
+            return copy.deepcopy(self._data[entity_set][self.insert(entity_set, row, track=track)])
+
+    def insert(self, entity_set: str, row: Mapping[str, Any], *, track: bool = True) -> str:
+        """``put`` for bulk loading: returns only the ``Ref_Key`` (no copy)."""
         es = self.schema[entity_set]
         with self._lock:
             stored = coerce_row(es, row, lenient=self.schema.dropped)
@@ -100,7 +105,7 @@ class SimStore:
             self._data[entity_set][stored["Ref_Key"]] = stored
             if track:
                 self._register(entity_set, stored["Ref_Key"], deleted=False)
-            return copy.deepcopy(stored)
+            return str(stored["Ref_Key"])
 
     def get(self, entity_set: str, key: str) -> dict[str, Any] | None:
         """A copy of one object, or ``None``."""
