@@ -11,6 +11,7 @@ from typing import Annotated
 
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     Field,
     PrivateAttr,
     SecretStr,
@@ -145,5 +146,5 @@ class EmailConfig(Section):
 
 
 class NotifyConfig(Section):
-    sms: SmsConfig = SmsConfig()
-    email: EmailConfig = EmailConfig()
+    sms: Annotated[SmsConfig, BeforeValidator(rules.null_as_empty)] = SmsConfig()
+    email: Annotated[EmailConfig, BeforeValidator(rules.null_as_empty)] = EmailConfig()

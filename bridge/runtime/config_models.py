@@ -72,7 +72,7 @@ class OnecConfig(Section):
     mapping: Text = "mappings/ut11.yaml"
     timeout_s: Seconds = 30
     page_size: Annotated[int, Field(ge=1, le=5000)] = 500
-    soap: SoapConfig = SoapConfig()
+    soap: Annotated[SoapConfig, BeforeValidator(rules.null_as_empty)] = SoapConfig()
     url_budget: Annotated[int, Field(ge=256)] = 2000
     verify_tls: bool = True
 

@@ -91,6 +91,11 @@ def env_name(value: str) -> str:
     return value
 
 
+def null_as_empty(value: Any) -> Any:
+    """``soap:`` with nothing under it is YAML null: read it as the section with its defaults."""
+    return {} if value is None else value
+
+
 def non_blank(value: str) -> str:
     if not value.strip():
         fail("must not be empty; give a value")

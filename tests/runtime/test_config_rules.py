@@ -154,6 +154,8 @@ GOOD_VALUES: list[tuple[str, Any]] = [
     ("bonus.volume_window_days", 365),
     ("bonus.hold_days", 0),
     ("notify", None),
+    ("notify.sms", None),
+    ("onec.soap", None),
     ("bonus.groups", None),
 ]
 
