@@ -1,0 +1,320 @@
+"""ODataClient writes: PATCH with If-Match and whole sections, create idempotency, Post, actions."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
+
+import pytest
+import requests
+import responses
+import urllib3.exceptions
+
+from bridge.errors import DocumentError, FatalHTTPError, OneCError, TransientError, UnavailableError
+from bridge.net import OutcomeUnknownError, RetryPolicy
+from bridge.onec.literals import encode
+from bridge.onec.odata import ODataClient
+
+MSK = ZoneInfo("Europe/Moscow")
+BASE = "http://1c.local/ut/odata/standard.odata/"
+ORDERS = "Document_ЗаказКлиента"
+KEY = "9b3d6a7e-1c2d-11ee-8000-000c29aabbcc"
+PROP = "5e1f0a0c-0000-11ee-8000-000c29aabbcc"
+ANY = re.compile(re.escape(BASE) + ".*")
+JSON_CT = "application/json;charset=utf-8"
+ORDER_URL = BASE + encode(ORDERS) + f"(guid'{KEY}')"
+CLOSED_PERIOD = "Ошибка при выполнении операции над данными: Дата запрета изменения данных"
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+def client(sleeps: Sleeps | None = None, **kwargs: Any) -> ODataClient:
+    policy = RetryPolicy(max_attempts=3, base_s=1.0, cap_s=10.0, deadline_s=None)
+    return ODataClient(
+        BASE, "Администратор", "x", MSK, retry_policy=policy, sleep=sleeps or Sleeps(), **kwargs
+    )
+
+
+def odata_error(message: str, code: str = "-1") -> str:
+    return json.dumps(
+        {"odata.error": {"code": code, "message": {"lang": "ru", "value": message}}}, ensure_ascii=False
+    )
+
+
+def refused() -> requests.ConnectionError:
+    reason = urllib3.exceptions.NewConnectionError(None, "Connection refused")  # type: ignore[arg-type]
+    return requests.ConnectionError(urllib3.exceptions.MaxRetryError(None, "/", reason))  # type: ignore[arg-type]
+
+
+def attrs(*values: tuple[int, str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "LineNumber": str(n),
+            "Свойство_Key": PROP,
+            "Значение": v,
+            "Значение_Type": "Edm.String",
+            "ТекстоваяСтрока": "",
+        }
+        for n, v in values
+    ]
+
+
+@responses.activate
+def test_patch_sends_if_match_json_body_and_returns_answer() -> None:
+    responses.patch(ORDER_URL + "?$format=json", json={"Ref_Key": KEY, "DataVersion": "v2"})
+    c = client()
+    answer = c.patch(
+        ORDERS,
+        KEY,
+        {"СуммаДокумента": Decimal("14200.10"), "Date": datetime(2026, 2, 28, 21, tzinfo=UTC)},
+        if_match="v1",
+    )
+    request = responses.calls[0].request
+    assert request.method == "PATCH"
+    assert request.headers["If-Match"] == "v1"
+    assert request.headers["Content-Type"] == "application/json;charset=utf-8"
+    assert request.body == '{"СуммаДокумента":14200.10,"Date":"2026-03-01T00:00:00"}'.encode()
+    assert answer == {"Ref_Key": KEY, "DataVersion": "v2"}
+
+
+@responses.activate
+def test_a_redirected_write_is_not_followed() -> None:
+    responses.patch(ANY, status=302, headers={"Location": BASE + "login"})
+    responses.get(BASE + "login", body="<html>login</html>", content_type="text/html")
+    with pytest.raises(FatalHTTPError, match="302"):
+        client().patch(ORDERS, KEY, {"Posted": True})
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_patch_without_if_match_and_204() -> None:
+    responses.patch(ORDER_URL + "?$format=json", status=204)
+    assert client().patch(ORDERS, KEY, {"Posted": True}) == {}
+    assert "If-Match" not in responses.calls[0].request.headers
+
+
+@responses.activate
+def test_patch_with_version_rereads_and_sends_the_whole_section() -> None:
+    current = {
+        "Ref_Key": KEY,
+        "DataVersion": "v7",
+        "ДополнительныеРеквизиты": attrs((1, "Золото"), (2, "Старое")),
+    }
+    responses.get(ANY, json=current)
+    responses.patch(ANY, json={"Ref_Key": KEY, "DataVersion": "v8"})
+
+    def build(entity: dict[str, Any]) -> dict[str, Any]:
+        rows = [dict(r) for r in entity["ДополнительныеРеквизиты"]]
+        rows[1]["Значение"] = "Новое"
+        return {"ДополнительныеРеквизиты": rows}
+
+    answer = client().patch_with_version(ORDERS, KEY, build, select=["ДополнительныеРеквизиты"])
+    get, patch = responses.calls
+    assert parse_qs(urlsplit(get.request.url).query)["$select"] == [
+        "Ref_Key,DataVersion,ДополнительныеРеквизиты"
+    ]
+    assert patch.request.headers["If-Match"] == "v7"
+    sent = json.loads(patch.request.body)
+    assert sent == {
+        "ДополнительныеРеквизиты": [
+            {
+                "LineNumber": "1",
+                "Свойство_Key": PROP,
+                "Значение": "Золото",
+                "Значение_Type": "Edm.String",
+                "ТекстоваяСтрока": "",
+            },
+            {
+                "LineNumber": "2",
+                "Свойство_Key": PROP,
+                "Значение": "Новое",
+                "Значение_Type": "Edm.String",
+                "ТекстоваяСтрока": "",
+            },
+        ]
+    }
+    assert answer["DataVersion"] == "v8"
+
+
+@responses.activate
+def test_patch_with_version_retries_the_round_on_412() -> None:
+    responses.get(ANY, json={"Ref_Key": KEY, "DataVersion": "v1"})
+    responses.patch(ANY, status=412, body=odata_error("Версия объекта изменилась"), content_type=JSON_CT)
+    responses.get(ANY, json={"Ref_Key": KEY, "DataVersion": "v2"})
+    responses.patch(ANY, json={"Ref_Key": KEY, "DataVersion": "v3"})
+    seen: list[str] = []
+
+    def build(entity: dict[str, Any]) -> dict[str, Any]:
+        seen.append(entity["DataVersion"])
+        return {"Posted": True}
+
+    c = client()
+    assert c.patch_with_version(ORDERS, KEY, build)["DataVersion"] == "v3"
+    assert seen == ["v1", "v2"]
+    assert [call.request.headers.get("If-Match") for call in responses.calls] == [None, "v1", None, "v2"]
+    assert c.requests_made == 4
+
+
+@responses.activate
+def test_patch_with_version_gives_up_after_conflict_attempts() -> None:
+    responses.get(ANY, json={"Ref_Key": KEY, "DataVersion": "v1"})
+    responses.patch(ANY, status=412)
+    with pytest.raises(FatalHTTPError) as info:
+        client(conflict_attempts=2).patch_with_version(ORDERS, KEY, lambda e: {"Posted": True})
+    assert info.value.status == 412
+    assert len(responses.calls) == 4
+
+
+@responses.activate
+def test_patch_with_version_empty_body_writes_nothing_and_missing_entity() -> None:
+    responses.get(ANY, json={"Ref_Key": KEY, "DataVersion": "v1"})
+    c = client()
+    assert c.patch_with_version(ORDERS, KEY, lambda e: {}) == {"Ref_Key": KEY, "DataVersion": "v1"}
+    assert c.requests_made == 1
+    responses.replace(responses.GET, ANY, status=404, body=odata_error("Не найдено"), content_type=JSON_CT)
+    with pytest.raises(DocumentError):
+        c.patch_with_version(ORDERS, KEY, lambda e: {"Posted": True})
+
+
+@responses.activate
+def test_business_failure_on_write_is_not_retried() -> None:
+    responses.patch(ANY, status=500, body=odata_error(CLOSED_PERIOD), content_type=JSON_CT)
+    sleeps = Sleeps()
+    c = client(sleeps)
+    with pytest.raises(OneCError) as info:
+        c.patch(ORDERS, KEY, {"Posted": True})
+    assert (info.value.status, info.value.code) == (500, "-1")
+    assert info.value.onec_message == CLOSED_PERIOD
+    assert c.requests_made == 1 and sleeps.delays == []
+
+
+@responses.activate
+def test_patch_is_retried_on_gateway_errors_and_timeouts() -> None:
+    responses.patch(ANY, status=502, body="<html>Bad Gateway</html>", content_type="text/html")
+    responses.patch(ANY, body=requests.ReadTimeout("read timed out"))
+    responses.patch(ANY, json={"DataVersion": "v2"})
+    sleeps = Sleeps()
+    c = client(sleeps)
+    assert c.patch(ORDERS, KEY, {"Posted": True}) == {"DataVersion": "v2"}
+    assert c.requests_made == 3 and len(sleeps.delays) == 2
+
+
+@responses.activate
+def test_create_returns_201_answer() -> None:
+    responses.post(
+        BASE + encode("Catalog_КартыЛояльности") + "?$format=json",
+        status=201,
+        json={"Ref_Key": KEY, "Штрихкод": "2000000000015"},
+    )
+    answer = client().create("Catalog_КартыЛояльности", {"Штрихкод": "2000000000015", "Партнер_Key": None})
+    assert answer == {"Ref_Key": KEY, "Штрихкод": "2000000000015"}
+    body = json.loads(responses.calls[0].request.body)
+    assert body["Партнер_Key"] == "00000000-0000-0000-0000-000000000000"
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        requests.ReadTimeout("read timed out"),
+        requests.ConnectionError(
+            urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError(104, "reset"))
+        ),
+        500,
+        502,
+        504,
+    ],
+)
+@responses.activate
+def test_create_is_not_repeated_when_the_outcome_is_unknown(failure: Any) -> None:
+    if isinstance(failure, int):
+        responses.post(ANY, status=failure, body="<html>error</html>", content_type="text/html")
+    else:
+        responses.post(ANY, body=failure)
+    responses.post(ANY, status=201, json={"Ref_Key": KEY})
+    c = client()
+    with pytest.raises(OutcomeUnknownError) as info:
+        c.create(ORDERS, {"Комментарий": "x"})
+    assert isinstance(info.value, TransientError)
+    assert c.requests_made == 1  # never sent twice: 1C may already hold the new document
+
+
+@pytest.mark.parametrize("failure", [requests.ConnectTimeout("connect timed out"), refused(), 503, 429, 408])
+@responses.activate
+def test_create_is_retried_when_1c_provably_did_not_process_it(failure: Any) -> None:
+    if isinstance(failure, int):
+        responses.post(ANY, status=failure, headers={"Retry-After": "1"})
+    else:
+        responses.post(ANY, body=failure)
+    responses.post(ANY, status=201, json={"Ref_Key": KEY})
+    c = client()
+    assert c.create(ORDERS, {"Комментарий": "x"}) == {"Ref_Key": KEY}
+    assert c.requests_made == 2
+
+
+@responses.activate
+def test_create_business_failure_is_onec_error() -> None:
+    responses.post(ANY, status=500, body=odata_error("Не заполнено поле Партнер"), content_type=JSON_CT)
+    with pytest.raises(OneCError, match="Партнер"):
+        client().create(ORDERS, {})
+
+
+@responses.activate
+def test_post_document_sends_empty_body_with_content_length_zero() -> None:
+    responses.post(ORDER_URL + "/Post?PostingModeOperational=false", status=200, body="")
+    c = client()
+    c.post_document(ORDERS, KEY)
+    request = responses.calls[0].request
+    assert request.url == ORDER_URL + "/Post?PostingModeOperational=false"
+    assert request.headers["Content-Length"] == "0"
+    assert not request.body
+    responses.post(ORDER_URL + "/Post?PostingModeOperational=true", status=200)
+    c.post_document(ORDERS, KEY, operational=True)
+    assert responses.calls[1].request.url.endswith("PostingModeOperational=true")
+
+
+@responses.activate
+def test_post_document_business_failure_in_xml_is_onec_error() -> None:
+    xml = (
+        '<?xml version="1.0" encoding="utf-8"?><m:error xmlns:m="http://schemas.microsoft.com/ado/2007/08/'
+        'dataservices/metadata"><m:code>-1</m:code>'
+        f'<m:message xml:lang="ru">{CLOSED_PERIOD}</m:message></m:error>'
+    )
+    responses.post(ANY, status=500, body=xml, content_type="application/xml")
+    c = client()
+    with pytest.raises(OneCError) as info:
+        c.post_document(ORDERS, KEY)
+    assert info.value.onec_message == CLOSED_PERIOD
+    assert c.requests_made == 1
+
+
+@responses.activate
+def test_post_action_returns_raw_atom_and_encodes_params() -> None:
+    atom = b'\xef\xbb\xbf<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"></feed>'
+    responses.post(ANY, body=atom, content_type="application/atom+xml")
+    node = "ExchangePlan_Лояльность(guid'" + KEY + "')"
+    params = {"DataExchangePoint": f"'{BASE}{node}'", "MessageNo": "5"}
+    raw = client().post_action("SelectChanges", params)
+    assert raw.startswith(b"<?xml")
+    request = responses.calls[0].request
+    assert request.headers["Content-Length"] == "0"
+    parsed = parse_qs(urlsplit(request.url).query)
+    assert parsed == {"DataExchangePoint": [f"'{BASE}{node}'"], "MessageNo": ["5"]}
+    assert request.url.startswith(BASE + "SelectChanges?DataExchangePoint='http:")
+
+
+@responses.activate
+def test_post_action_exhaustion_is_unavailable() -> None:
+    responses.post(ANY, status=503)
+    with pytest.raises(UnavailableError):
+        client().post_action("NotifyChangesReceived", {"MessageNo": "5"})
