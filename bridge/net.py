@@ -96,6 +96,8 @@ class RetryPolicy:
         base_s: backoff base; attempt *n* sleeps up to ``base_s * 2**(n-1)`` seconds.
         cap_s: upper bound of one sleep, also the cap applied to ``Retry-After``.
         deadline_s: overall budget in seconds for all attempts and sleeps; ``None`` for no budget.
+            No sleep is started that would end past it; a request in flight is bounded by its
+            own timeout, not by the deadline.
     """
 
     max_attempts: int = 5

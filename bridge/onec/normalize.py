@@ -199,6 +199,8 @@ def check_answer(
     hint = ""
     if status == 404 and is_html(content_type, body, expect=expect):
         hint = " (IIS answers an HTML 404 past 2048 bytes of query string, or the publication is missing)"
+    elif status == 401:
+        hint = " (check the 1C user name and password; the user needs OData rights)"
     problem.message = (
         f"{label}: HTTP {status}{hint}: {excerpt[:200]}" if excerpt else f"{label}: HTTP {status}"
     )

@@ -305,3 +305,24 @@ def test_out_of_band_arguments() -> None:
         ODataClient(BASE, "u", "p", MSK, page_size=0)
     assert unquote(encode(ORDERS)) == ORDERS
     assert OutcomeUnknownError.__mro__[1] is TransientError
+
+
+@pytest.mark.parametrize(
+    ("module", "forbidden"),
+    [
+        ("bridge/net.py", ("bridge.store", "bridge.site", "bridge.service", "bridge.notify", "bridge.onec")),
+        ("bridge/onec/literals.py", ("bridge.store", "bridge.site", "bridge.service", "requests")),
+        ("bridge/onec/normalize.py", ("bridge.store", "bridge.site", "bridge.service", "requests")),
+        ("bridge/onec/odata_windows.py", ("bridge.store", "bridge.site", "bridge.service", "requests")),
+        ("bridge/onec/odata.py", ("bridge.store", "bridge.site", "bridge.service", "bridge.notify")),
+    ],
+)
+def test_edge_modules_do_not_import_inward_or_sideways(module: str, forbidden: tuple[str, ...]) -> None:
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse((Path(__file__).parents[2] / module).read_text(encoding="utf-8"))
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    bad = sorted(n for n in names for f in forbidden if n == f or n.startswith(f + "."))
+    assert bad == []
