@@ -37,7 +37,7 @@ from urllib.parse import quote, unquote
 import requests
 import structlog
 
-from bridge.errors import DocumentError, FatalHTTPError, OneCError
+from bridge.errors import DocumentError, FatalHTTPError, OneCError, TransientError
 from bridge.net import (
     OutcomeUnknownError,
     RetryPolicy,
@@ -191,7 +191,13 @@ class ODataClient:
             body = response.content
             if expect != "json" or not normalize.strip_bom(body).strip():
                 return response, None
-            return response, normalize.parse_json(body, url=url)
+            try:
+                return response, normalize.parse_json(body, url=url)
+            except TransientError as exc:
+                if idempotent:
+                    raise
+                # 1C answered success, so the object exists: repeating would create a second one.
+                raise OutcomeUnknownError(f"{what}: {exc}", url=url, status=response.status_code) from exc
 
         def on_retry(attempt_no: int, delay: float, error: BaseException) -> None:
             log.warning(

@@ -249,6 +249,15 @@ def test_create_is_not_repeated_when_the_outcome_is_unknown(failure: Any) -> Non
     assert c.requests_made == 1  # never sent twice: 1C may already hold the new document
 
 
+@responses.activate
+def test_create_with_truncated_success_answer_is_not_repeated() -> None:
+    responses.post(ANY, status=201, body='{"Ref_Key": "9b3d6a7e-1c2d', content_type=JSON_CT)
+    c = client()
+    with pytest.raises(OutcomeUnknownError):
+        c.create(ORDERS, {"Комментарий": "x"})
+    assert c.requests_made == 1
+
+
 @pytest.mark.parametrize("failure", [requests.ConnectTimeout("connect timed out"), refused(), 503, 429, 408])
 @responses.activate
 def test_create_is_retried_when_1c_provably_did_not_process_it(failure: Any) -> None:
