@@ -9,6 +9,7 @@ RNG; ``fired`` records what was injected. Kinds (``KINDS``):
     error429            429 with ``Retry-After`` (``retry_after=`` seconds, default 1)
     html200             an HTML error page with status 200 (IIS/1C login page style)
     bom                 the real answer with a UTF-8 BOM before the JSON
+    control_chars       the real answer with a raw control character (VT, 0x0B) inside a string value
     truncated           the real answer's headers, then half its body, then the connection closes
     truncated_json      a short body whose Content-Length matches: broken JSON, clean HTTP
     delay               sleep ``seconds=`` (default 0.5) and then answer normally
@@ -33,6 +34,7 @@ KINDS = (
     "error429",
     "html200",
     "bom",
+    "control_chars",
     "truncated",
     "truncated_json",
     "delay",

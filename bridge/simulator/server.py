@@ -76,6 +76,7 @@ class Simulator:
         username, password: the 1C user for HTTP Basic auth (UTF-8); ``auth=False`` disables it.
         max_query_bytes: IIS's query-string limit; longer queries get an HTML 404.15 page.
         infobase: the publication name in the URL path.
+        host, port: where to listen (default ``127.0.0.1`` and a free port).
     """
 
     def __init__(
@@ -87,6 +88,8 @@ class Simulator:
         max_query_bytes: int = 2048,
         infobase: str = "ut11",
         auth: bool = True,
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
         self.store = store if store is not None else SimStore()
         self.username = username
@@ -94,6 +97,8 @@ class Simulator:
         self.max_query_bytes = max_query_bytes
         self.infobase = infobase
         self.auth_required = auth
+        self.host = host
+        self._port = port
         self.faults = Faults()
         self.odata = ODataService(self.store, lambda: self.odata_url + "/")
         self._routes: list[tuple[str, RouteHandler, bool]] = []
@@ -103,11 +108,11 @@ class Simulator:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> Simulator:
-        """Listen on a free loopback port and serve in a daemon thread."""
+        """Listen (a free loopback port by default) and serve in a daemon thread."""
         if self._server is not None:
             return self
         self.faults.released.clear()
-        server = _Server(("127.0.0.1", 0), _Handler)
+        server = _Server((self.host, self._port), _Handler)
         server.simulator = self
         self._server = server
         self._thread = threading.Thread(
@@ -146,7 +151,7 @@ class Simulator:
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:PORT/ut11`` — the publication root."""
-        return f"http://127.0.0.1:{self.port}/{self.infobase}"
+        return f"http://{self.host}:{self.port}/{self.infobase}"
 
     @property
     def odata_url(self) -> str:
@@ -190,6 +195,11 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "Microsoft-IIS/10.0"
     sys_version = ""
     server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in separate writes: without NODELAY, Nagle + delayed ACK add 40 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -289,6 +299,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(reply)
         elif kind == "truncated":
             self._send(reply, cut=max(1, len(reply.body) // 2))
+        elif kind == "control_chars":
+            # A raw control character inside a string value: strict JSON parsers refuse it.
+            reply.body = reply.body.replace(b'","', b'\x0b","', 1)
+            self._send(reply)
         elif kind == "truncated_json":
             reply.body = reply.body[: max(1, len(reply.body) // 2)]
             reply.headers["Content-Type"] = JSON_TYPE

@@ -135,3 +135,11 @@ def test_rate_is_seeded_and_mixed() -> None:
     kinds = {k for k in first if not k.isdigit()}
     assert len(kinds) >= 3
     assert 5 < sum(1 for k in first if not k.isdigit()) < 25
+
+
+def test_control_characters_in_data(odata, sim: Simulator) -> None:
+    sim.faults.next("control_chars")
+    response = odata.get(ORDERS, **{"$top": 2})
+    with pytest.raises(ValueError):
+        json.loads(response.text)
+    assert len(json.loads(response.text, strict=False)["value"]) == 2
