@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from bridge.net import RetryPolicy
 from bridge.onec.odata import ODataClient
-from bridge.onec.odata_windows import iter_pages, walk_windows
+from bridge.onec.odata_windows import FetchPage, iter_pages, walk_windows
 
 MSK = ZoneInfo("Europe/Moscow")
 BASE = "http://1c.local/ut/odata/standard.odata/"
@@ -30,7 +30,7 @@ def make_rows(dates: list[datetime]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["Date"], r["Ref_Key"]))
 
 
-def pure_fetch(rows: list[dict[str, Any]], size: int, log: list[tuple[datetime, datetime, int]]):
+def pure_fetch(rows: list[dict[str, Any]], size: int, log: list[tuple[datetime, datetime, int]]) -> FetchPage:
     def fetch(low: datetime, high: datetime, skip: int) -> list[dict[str, Any]]:
         log.append((low, high, skip))
         inside = [r for r in rows if low <= r["Date"] < high]
