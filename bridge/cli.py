@@ -1,4 +1,211 @@
-"""Command line: parse arguments, call service/runtime, map exceptions to exit codes."""
+"""Command line: parse arguments, call service/runtime, map exceptions to exit codes.
 
+Exit status (sysexits, CONTRACT.md): 0 success; 1 a cycle finished with some documents failed;
+2 bad usage; 78 bad config or mapping (nothing done); 69 1C / site / database unreachable.
+Errors go to stderr, one line each, naming the key / document / field and what to do.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from bridge.errors import BridgeError, ConfigError, StateError, TransientError
+
+EX_OK, EX_DOCS_FAILED, EX_USAGE, EX_UNAVAILABLE, EX_CONFIG = 0, 1, 2, 69, 78
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(lines: list[str] | str, code: int) -> None:
+    for line in [lines] if isinstance(lines, str) else lines:
+        click.echo(f"loyalty-bridge: {line}", err=True)
+    sys.exit(code)
+
+
+def guarded(func: F) -> F:
+    """Map the bridge's exceptions to one-line stderr reports and sysexits codes."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            fail([f"config: {p}" for p in exc.problems], EX_CONFIG)
+        except StateError as exc:
+            code = EX_CONFIG if "db upgrade" in exc.message else EX_UNAVAILABLE
+            fail(f"state: {exc.message}", code)
+        except TransientError as exc:
+            fail(f"unavailable: {exc.message}", EX_UNAVAILABLE)
+        except BridgeError as exc:
+            fail(exc.message, EX_DOCS_FAILED)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def config_option(func: F) -> F:
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Config file (default ./config.yaml, or $LOYALTY_BRIDGE_CONFIG).",
+    )(func)
+
+
+def now_option(func: F) -> F:
+    return click.option(
+        "--now",
+        "now_text",
+        default=None,
+        metavar="ISO-8601",
+        help="Evaluate as of this moment (a time without offset is in the config's timezone).",
+    )(func)
+
+
+def parse_now(text: str | None, tz: Any) -> datetime:
+    if text is None:
+        return datetime.now(UTC).astimezone(tz)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not ISO-8601, e.g. 2026-03-01T12:00:00+03:00", param_hint="--now"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=tz)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="onec-loyalty-bridge")
 def main() -> None:
-    raise SystemExit(0)
+    """onec-loyalty-bridge: bonus points and level discounts for 1C:Trade Management 11."""
+
+
+@main.group()
+def db() -> None:
+    """The state database."""
+
+
+@db.command("upgrade")
+@config_option
+@guarded
+def db_upgrade(config_path: Path | None) -> None:
+    """Create or migrate the state database (state.url)."""
+    from bridge.service.wiring import load, open_database
+    from bridge.store.db import upgrade
+
+    config = load(config_path)
+    engine = open_database(config, require_migrated=False)
+    revision = upgrade(engine)
+    click.echo(f"state database at revision {revision}: {engine.url.render_as_string(hide_password=True)}")
+
+
+@main.command()
+@click.argument("who")
+@config_option
+@now_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@guarded
+def customer(who: str, config_path: Path | None, now_text: str | None, as_json: bool) -> None:
+    """A customer's loyalty state, by 1C partner Ref_Key or card number."""
+    from bridge.service.report import customer_report, customer_report_json
+    from bridge.service.wiring import build_engine, load
+
+    config = load(config_path)
+    engine = build_engine(config)
+    now = parse_now(now_text, config.tz)
+    customer_id = engine.resolve_customer(who)
+    if customer_id is None:
+        fail(
+            f"customer {who!r}: no such partner Ref_Key or card number in the state database", EX_DOCS_FAILED
+        )
+        return
+    book = engine.book(customer_id)
+    if as_json:
+        click.echo(
+            json.dumps(customer_report_json(book, engine.rules, now, config.tz), ensure_ascii=False, indent=2)
+        )
+    else:
+        click.echo(customer_report(book, engine.rules, now, config.tz))
+
+
+@main.command()
+@click.argument("lines", nargs=-1, required=True, metavar="AMOUNT[:GROUP]...")
+@config_option
+@now_option
+@click.option("--customer", "who", default=None, help="Quote at this customer's tier (Ref_Key or card).")
+@click.option("--redeem", default="0", help="Points the customer would spend on the basket.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@guarded
+def quote(
+    lines: tuple[str, ...],
+    config_path: Path | None,
+    now_text: str | None,
+    who: str | None,
+    redeem: str,
+    as_json: bool,
+) -> None:
+    """Points a basket would earn per tier, e.g. `quote 14700:Одежда 500`."""
+    from bridge.domain.accrual import quote as make_quote
+    from bridge.domain.model import OrderLine
+    from bridge.domain.tiers import tier_for
+    from bridge.service.report import quote_report, quote_report_json
+    from bridge.service.wiring import build_engine, load
+
+    config = load(config_path)
+    if not config.bonus_enabled:
+        fail("config: bonus: the bonus program is not enabled, there is nothing to quote", EX_CONFIG)
+    basket = []
+    for i, item in enumerate(lines, start=1):
+        amount_text, _, group = item.partition(":")
+        try:
+            amount = Decimal(amount_text)
+        except InvalidOperation:
+            raise click.BadParameter(f"{item!r}: expected AMOUNT[:GROUP], e.g. 14700:Одежда") from None
+        basket.append(OrderLine(i, f"line{i}", Decimal(1), amount, amount, group=group or None))
+    try:
+        points = Decimal(redeem)
+    except InvalidOperation:
+        raise click.BadParameter(f"{redeem!r} is not a number", param_hint="--redeem") from None
+    rules = config.bonus_rules(lines_net_of_points=False)
+    tier = None
+    if who is not None:
+        engine = build_engine(config)
+        customer_id = engine.resolve_customer(who)
+        if customer_id is None:
+            fail(
+                f"customer {who!r}: no such partner Ref_Key or card number in the state database",
+                EX_DOCS_FAILED,
+            )
+            return
+        book = engine.book(customer_id)
+        now = parse_now(now_text, config.tz)
+        tier = tier_for(rules, book.volume_at(now, rules.volume_window_days))
+    result = make_quote(rules, basket, points, tier)
+    if as_json:
+        click.echo(json.dumps(quote_report_json(result), ensure_ascii=False, indent=2))
+    else:
+        click.echo(quote_report(result))
+
+
+@main.command()
+@click.option(
+    "--keep", type=click.Path(file_okay=False, path_type=Path), default=None, help="Keep state here."
+)
+@guarded
+def demo(keep: Path | None) -> None:
+    """Run the whole pipeline on built-in sample data and print what happened."""
+    from bridge.service.demo import run_demo
+
+    run_demo(keep)
+
+
+if __name__ == "__main__":
+    main()
