@@ -13,6 +13,7 @@ with Russian messages. Must not import anything of the bridge outside ``bridge.s
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,9 +81,10 @@ def classify(method: str, resource: str, query: Mapping[str, str]) -> str:
 class ODataService:
     """Answers OData requests from a ``SimStore``; ``base`` is the service root URL (ending in ``/``)."""
 
-    def __init__(self, store: SimStore, base: Callable[[], str]) -> None:
+    def __init__(self, store: SimStore, base: Callable[[], str], *, skip_cost: float = 0.0) -> None:
         self.store = store
         self._base = base
+        self.skip_cost = skip_cost  # seconds per 1000 rows skipped: deep $skip gets slow, as in 1C
         self._metadata: bytes | None = None
 
     @property
@@ -157,6 +159,8 @@ class ODataService:
             return odata_error(400, "Неверное значение $inlinecount")
         else:
             skip, top = _int(query.get("$skip"), "$skip"), _int(query.get("$top"), "$top")
+            if skip and self.skip_cost:
+                time.sleep(self.skip_cost * skip / 1000)
             rows = rows[skip or 0 :]
             if top is not None:
                 rows = rows[:top]

@@ -77,6 +77,7 @@ class Simulator:
         max_query_bytes: IIS's query-string limit; longer queries get an HTML 404.15 page.
         infobase: the publication name in the URL path.
         host, port: where to listen (default ``127.0.0.1`` and a free port).
+        skip_cost: seconds of delay per 1000 rows of ``$skip`` (0: off), to make deep paging hurt.
     """
 
     def __init__(
@@ -90,6 +91,7 @@ class Simulator:
         auth: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,
+        skip_cost: float = 0.0,
     ) -> None:
         self.store = store if store is not None else SimStore()
         self.username = username
@@ -100,7 +102,7 @@ class Simulator:
         self.host = host
         self._port = port
         self.faults = Faults()
-        self.odata = ODataService(self.store, lambda: self.odata_url + "/")
+        self.odata = ODataService(self.store, lambda: self.odata_url + "/", skip_cost=skip_cost)
         self._routes: list[tuple[str, RouteHandler, bool]] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None

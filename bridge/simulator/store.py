@@ -260,7 +260,10 @@ class SimStore:
         return None
 
     def set_attribute(self, entity_set: str, key: str, description: str, value: Any) -> dict[str, Any]:
-        """Write one additional attribute the way a 1C user would (whole section, new version)."""
+        """Write one additional attribute the way a 1C user would (whole section, new version).
+
+        Not counted in ``writes``/``effective_writes``, which are for the client's PATCHes.
+        """
         prop = self.property_key(description)
         if prop is None:
             raise KeyError(description)
@@ -285,7 +288,11 @@ class SimStore:
                 r.pop("LineNumber", None)
                 if r.get("Значение_Type") == UNDEFINED_TYPE:
                     r["Значение_Type"] = type_name or UNDEFINED_TYPE
-            return self.patch(entity_set, key, {ATTRIBUTES: section})
+            return self.patch(entity_set, key, {ATTRIBUTES: section}, count=False)
+
+    def touch(self, entity_set: str, key: str) -> dict[str, Any]:
+        """Re-save an object unchanged, as a user pressing «Записать»: only ``DataVersion`` moves."""
+        return self.patch(entity_set, key, {}, count=False)
 
     # -- request accounting ----------------------------------------------------------------------
 

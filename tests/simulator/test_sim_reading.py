@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 
 import requests
 
@@ -136,3 +137,19 @@ def test_long_query_string_gets_iis_html_404(odata, sim: Simulator) -> None:
 def test_service_root(odata) -> None:
     body = odata.http.get(odata.sim.odata_url + "/", params={"$format": "json"}, timeout=10).json()
     assert "Document_ЗаказКлиента" in {v["name"] for v in body["value"]}
+
+
+def test_deep_skip_can_be_made_slow(store: SimStore) -> None:
+    with Simulator(store, skip_cost=0.5) as sim:
+        url = sim.odata_url + "/" + ORDERS
+        started = time.monotonic()
+        requests.get(url, params={"$format": "json", "$top": 1, "$skip": 600}, auth=sim.auth, timeout=10)
+        assert time.monotonic() - started >= 0.3
+
+
+def test_user_edits_are_not_counted_as_client_writes(store: SimStore) -> None:
+    order = store.rows(ORDERS)[0]
+    touched = store.touch(ORDERS, order["Ref_Key"])
+    assert touched["DataVersion"] != order["DataVersion"]
+    store.set_attribute(ORDERS, order["Ref_Key"], "Бонусы к списанию", 100)
+    assert not store.writes and not store.effective_writes
