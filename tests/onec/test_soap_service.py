@@ -146,3 +146,20 @@ def test_missing_node_is_a_fault_not_a_crash() -> None:
 def test_other_methods_are_refused(store: SimStore) -> None:
     assert SoapService(store)("GET", "/ut11/ws/LoyaltyBridge.1cws", {}, b"")[0] == 405
     assert SoapService(store)("PUT", "/ut11/ws/LoyaltyBridge.1cws", {}, b"")[0] == 405
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("bridge/onec/soap.py", {"bridge.errors", "bridge.net"}),
+        ("bridge/simulator/soap.py", {"bridge.simulator"}),
+    ],
+)
+def test_soap_modules_import_only_what_their_docstrings_allow(path: str, allowed: set[str]) -> None:
+    import ast
+
+    tree = ast.parse((Path(__file__).parents[2] / path).read_text(encoding="utf-8"))
+    names = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    names |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    ours = {n for n in names if n == "bridge" or n.startswith("bridge.")}
+    assert all(any(n == a or n.startswith(a + ".") for a in allowed) for n in ours), ours
