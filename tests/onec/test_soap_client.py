@@ -304,3 +304,19 @@ def test_a_standalone_service_can_be_mounted_on_a_custom_node(store: SimStore) -
         assert len(changes.orders) == 1
         c.confirm(changes.message_no)
         assert store.get(EXCHANGE_PLAN, node["Ref_Key"])["ReceivedNo"] == changes.message_no
+
+
+def test_order_row_normalises_like_the_odata_row_of_the_same_order(sim: Simulator, store: SimStore) -> None:
+    from bridge.onec.normalize import normalize_row
+    from bridge.simulator.wire import dumps, parse_json, render_row
+
+    for stored in store.rows(ORDERS):
+        odata = parse_json(dumps(render_row(store.schema[ORDERS], stored, nav_links=False)))
+        expected = normalize_row(odata, MSK)
+        ours = normalize_row(order_as_odata_row(client(sim, tz=MSK).get_order(stored["Ref_Key"])), MSK)
+        for rows in ("Товары", "ДополнительныеРеквизиты"):
+            for row in expected[rows]:
+                row.pop("Ref_Key", None)
+            for row in ours[rows]:
+                row.pop("Свойство", None)
+        assert {k: v for k, v in expected.items() if k in ours} == ours, stored["Number"]
