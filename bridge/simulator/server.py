@@ -14,6 +14,7 @@ import base64
 import binascii
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -58,6 +59,12 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.reset_sockets: set[int] = set()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (timeout, reset) is part of the game, not a server error.
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
         if id(request) in self.reset_sockets:
@@ -230,19 +237,22 @@ class _Handler(BaseHTTPRequestHandler):
         sim = self.server.simulator
         headers = {k: v for k, v in self.headers.items()}
         length = self.headers.get("Content-Length")
+        raw = urlsplit(self.path)
         if method in BODY_METHODS and length is None:
+            sim.store.record_request(method, "length_required", unquote(raw.path), unquote(raw.query))
             self.close_connection = True
             self._send(Reply(411, {"Content-Type": "text/html"}, b"<h1>Length Required</h1>"))
             return
         body = self.rfile.read(int(length)) if length else b""
-        raw = urlsplit(self.path)
         if len(raw.query.encode()) > sim.max_query_bytes:
+            sim.store.record_request(method, "too_long", unquote(raw.path), "")
             self._send(Reply(404, {"Content-Type": "text/html"}, IIS_404_15.encode()))
             return
         path, query_text = unquote(raw.path), unquote(raw.query)
         route = sim.route_for(path)
         needs_auth = route[1] if route else True
         if needs_auth and not sim.check_auth(headers.get("Authorization")):
+            sim.store.record_request(method, "unauthorized", path, query_text)
             www = {"WWW-Authenticate": 'Basic realm="1C:Enterprise"', "Content-Type": "text/plain"}
             self._send(Reply(401, www, "Требуется авторизация".encode()))
             return

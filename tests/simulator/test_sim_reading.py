@@ -153,3 +153,11 @@ def test_user_edits_are_not_counted_as_client_writes(store: SimStore) -> None:
     assert touched["DataVersion"] != order["DataVersion"]
     store.set_attribute(ORDERS, order["Ref_Key"], "Бонусы к списанию", 100)
     assert not store.writes and not store.effective_writes
+
+
+def test_refused_requests_are_counted(odata, sim: Simulator, store: SimStore) -> None:
+    requests.get(sim.odata_url + "/" + ORDERS, params={"$format": "json", "$top": 1}, timeout=10)
+    odata.get(ORDERS, **{"$filter": "x" * 3000, "$top": 1})
+    assert store.requests[("GET", "unauthorized")] == 1
+    assert store.requests[("GET", "too_long")] == 1
+    assert store.request_count() == 2
