@@ -50,7 +50,14 @@ _Dumper.add_representer(
     Decimal, lambda dumper, value: dumper.represent_scalar("tag:yaml.org,2002:float", str(value))
 )
 
-DELETE = object()  # edit value: remove the key
+class _Delete:
+    """Edit value meaning "remove the key" (a stable repr keeps test ids equal across workers)."""
+
+    def __repr__(self) -> str:
+        return "DELETE"
+
+
+DELETE = _Delete()
 
 
 def minimal() -> dict[str, Any]:
