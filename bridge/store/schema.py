@@ -250,3 +250,39 @@ cursors = Table(
 )
 
 INSERT_ONLY = ("entries", "allocations", "level_history", "events")
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", String(64), nullable=False, unique=True),  # webhook-id; same on every retry
+    Column("channel", String(16), nullable=False),  # onec | webhook | sms | email
+    Column("kind", String(32), nullable=False),
+    Column("customer_id", String(64), nullable=False),
+    Column("target", String(64)),  # order / partner / card the message is about
+    Column("sequence", Integer),  # webhook: per-customer snapshot number
+    Column("payload", JSON, nullable=False),
+    Column("status", String(12), nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime()),
+    Column("last_error", Text, nullable=False, server_default=""),
+    Column("dedup_key", String(200), unique=True),  # a notification is sent at most once
+    Index("ix_outbox_due", "status", "channel", "next_attempt_at"),
+    Index("ix_outbox_customer", "channel", "customer_id", "id"),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("doc_id", String(64), primary_key=True),
+    Column("version", String(128), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("number", String(64), nullable=False, server_default=""),
+    Column("reason", Text, nullable=False),
+    Column("field", String(128)),
+    Column("first_failed_at", UTCDateTime(), nullable=False),
+    Column("last_failed_at", UTCDateTime(), nullable=False),
+    Column("failures", Integer, nullable=False, server_default="1"),
+)

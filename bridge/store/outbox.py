@@ -1,0 +1,214 @@
+"""The transactional outbox: every outgoing effect (1C write-back, webhook, SMS, e-mail) is a row
+inserted in the same transaction as the ledger entries that caused it, then delivered after commit.
+
+Rows move ``pending`` → ``sent`` | ``dead`` (or ``superseded`` when a newer write-back of the same
+1C object replaces an undelivered one). ``message_id`` never changes, so a webhook keeps its
+``webhook-id`` across retries and manual re-sends. ``dedup_key`` makes a notification happen at most
+once. Must not import bridge.onec, bridge.site, bridge.notify or bridge.service.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, exists, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.expression import Select
+
+from bridge.store import schema as t
+
+PENDING, SENT, DEAD, SUPERSEDED = "pending", "sent", "dead", "superseded"
+CHANNELS = ("onec", "webhook", "sms", "email")
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """One outgoing message as the senders see it."""
+
+    id: int
+    message_id: str
+    channel: str  # onec | webhook | sms | email
+    kind: str  # onec: order | partner | discount | card; webhook: customer.updated; sms/email: reason
+    customer_id: str
+    target: str | None
+    sequence: int | None
+    payload: dict[str, Any]
+    status: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    last_error: str = ""
+
+
+def _message(row: Any) -> OutboxMessage:
+    return OutboxMessage(
+        id=row.id,
+        message_id=row.message_id,
+        channel=row.channel,
+        kind=row.kind,
+        customer_id=row.customer_id,
+        target=row.target,
+        sequence=row.sequence,
+        payload=row.payload,
+        status=row.status,
+        attempts=row.attempts,
+        created_at=row.created_at,
+        next_attempt_at=row.next_attempt_at,
+        last_error=row.last_error,
+    )
+
+
+def new_message_id() -> str:
+    return f"msg_{uuid.uuid4().hex}"
+
+
+def next_sequence(conn: Connection, customer_id: str) -> int:
+    """The customer's next webhook snapshot number (the customer's row is locked by the caller)."""
+    value: int = conn.execute(
+        t.customers.update()
+        .where(t.customers.c.id == customer_id)
+        .values(sequence=t.customers.c.sequence + 1)
+        .returning(t.customers.c.sequence)
+    ).scalar_one()
+    return value
+
+
+def enqueue(
+    conn: Connection,
+    *,
+    channel: str,
+    kind: str,
+    customer_id: str,
+    payload: dict[str, Any],
+    now: datetime,
+    target: str | None = None,
+    sequence: int | None = None,
+    dedup_key: str | None = None,
+    supersede: bool = False,
+) -> int | None:
+    """Insert a pending message; returns its id (None if ``dedup_key`` was already used).
+
+    With ``supersede`` the still-pending messages of the same channel, kind and target are marked
+    ``superseded`` first: a newer write-back of one 1C object makes older ones pointless.
+    """
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown outbox channel {channel!r}")
+    if supersede and target is not None:
+        conn.execute(
+            t.outbox.update()
+            .where(
+                t.outbox.c.status == PENDING,
+                t.outbox.c.channel == channel,
+                t.outbox.c.kind == kind,
+                t.outbox.c.target == target,
+            )
+            .values(status=SUPERSEDED)
+        )
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(t.outbox).values(
+        message_id=new_message_id(),
+        channel=channel,
+        kind=kind,
+        customer_id=customer_id,
+        target=target,
+        sequence=sequence,
+        payload=payload,
+        status=PENDING,
+        attempts=0,
+        created_at=now,
+        next_attempt_at=now,
+        dedup_key=dedup_key,
+    )
+    if dedup_key is not None:
+        stmt = stmt.on_conflict_do_nothing(index_elements=["dedup_key"])
+    row = conn.execute(stmt.returning(t.outbox.c.id)).first()
+    return None if row is None else int(row[0])
+
+
+def due(conn: Connection, channel: str, now: datetime, limit: int = 100) -> list[OutboxMessage]:
+    """Pending messages of ``channel`` due by ``now``, each the oldest pending of its customer.
+
+    Only a customer's oldest pending message is ever due, so one customer's messages go out in
+    order; a customer whose head message waits for a retry does not hold up anybody else.
+    """
+    older = t.outbox.alias("older")
+    head_of_customer = ~exists(
+        select(older.c.id).where(
+            older.c.channel == t.outbox.c.channel,
+            older.c.customer_id == t.outbox.c.customer_id,
+            older.c.status == PENDING,
+            older.c.id < t.outbox.c.id,
+        )
+    )
+    query: Select[Any] = (
+        select(t.outbox)
+        .where(
+            t.outbox.c.status == PENDING,
+            t.outbox.c.channel == channel,
+            t.outbox.c.next_attempt_at <= now,
+            head_of_customer,
+        )
+        .order_by(t.outbox.c.next_attempt_at, t.outbox.c.id)
+        .limit(limit)
+    )
+    return [_message(r) for r in conn.execute(query)]
+
+
+def mark_sent(conn: Connection, message_id: int, now: datetime) -> None:
+    conn.execute(
+        t.outbox.update()
+        .where(t.outbox.c.id == message_id)
+        .values(status=SENT, sent_at=now, attempts=t.outbox.c.attempts + 1, last_error="")
+    )
+
+
+def mark_retry(conn: Connection, message_id: int, next_at: datetime, error: str) -> None:
+    conn.execute(
+        t.outbox.update()
+        .where(t.outbox.c.id == message_id)
+        .values(next_attempt_at=next_at, attempts=t.outbox.c.attempts + 1, last_error=error[:1000])
+    )
+
+
+def mark_dead(conn: Connection, message_id: int, error: str) -> None:
+    conn.execute(
+        t.outbox.update()
+        .where(t.outbox.c.id == message_id)
+        .values(status=DEAD, attempts=t.outbox.c.attempts + 1, last_error=error[:1000])
+    )
+
+
+def retry(conn: Connection, now: datetime, message_id: str | None = None, *, all_dead: bool = False) -> int:
+    """Put dead messages back in line (same ``message_id``); returns how many."""
+    if message_id is None and not all_dead:
+        raise ValueError("name a message or all_dead")
+    cond = t.outbox.c.status == DEAD
+    if message_id is not None:
+        cond = and_(
+            cond, (t.outbox.c.message_id == message_id) | (func.cast(t.outbox.c.id, t.String) == message_id)
+        )
+    result = conn.execute(
+        t.outbox.update().where(cond).values(status=PENDING, next_attempt_at=now, created_at=now)
+    )
+    return int(result.rowcount or 0)
+
+
+def listing(
+    conn: Connection, statuses: tuple[str, ...] = (PENDING, DEAD), limit: int = 1000
+) -> list[OutboxMessage]:
+    query = select(t.outbox).where(t.outbox.c.status.in_(statuses)).order_by(t.outbox.c.id).limit(limit)
+    return [_message(r) for r in conn.execute(query)]
+
+
+def depth(conn: Connection) -> tuple[int, datetime | None]:
+    """Pending messages and the creation time of the oldest (for metrics)."""
+    row = conn.execute(
+        select(func.count(t.outbox.c.id), func.min(t.outbox.c.created_at)).where(t.outbox.c.status == PENDING)
+    ).one()
+    oldest = row[1]
+    if isinstance(oldest, str):  # SQLite aggregates bypass the column type
+        oldest = t.UTCDateTime().process_result_value(oldest, conn.dialect)
+    return int(row[0]), oldest
