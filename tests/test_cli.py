@@ -58,20 +58,29 @@ def test_db_upgrade_then_customer_report(config_file: Path) -> None:
     engine.apply_order(order("a", "dmitry", [line(25000)]), at(2026, 1, 5))
     engine.apply_order(order("b", "dmitry", [line(5000, group="sale")]), at(2026, 1, 6))
     engine.apply_order(
-        order("j", "dmitry", [line(14200, group="apparel")], redeem=500, status=OrderStatus.CLOSED), at(2026, 3, 2)
+        order("j", "dmitry", [line(14200, group="apparel")], redeem=500, status=OrderStatus.CLOSED),
+        at(2026, 3, 2),
     )
     code, out, err = run("customer", "dmitry", "--config", str(config_file), "--now", "2026-03-02T13:00:00")
     assert code == 0, err
     assert "Золотой (gold)" in out and "total 639, available 0, pending 639" in out
-    code, out, _ = run("customer", "dmitry", "--json", "--config", str(config_file), "--now", "2026-03-02T13:00:00")
+    code, out, _ = run(
+        "customer", "dmitry", "--json", "--config", str(config_file), "--now", "2026-03-02T13:00:00"
+    )
     data = json.loads(out)
     assert data["bonus"]["tier"] == {"code": "gold", "name": "Золотой"}
-    assert (data["bonus"]["total"], data["bonus"]["available"], data["bonus"]["pending"]) == ("639", "0", "639")
+    assert (data["bonus"]["total"], data["bonus"]["available"], data["bonus"]["pending"]) == (
+        "639",
+        "0",
+        "639",
+    )
     assert data["bonus"]["volume"] == "44200.00"
     assert data["discount"]["level"]["code"] == "fan"
     card = data["customer"]["card_number"]
     assert card.startswith("2990") and len(card) == 13
-    code, out2, _ = run("customer", card, "--json", "--config", str(config_file), "--now", "2026-03-02T13:00:00")
+    code, out2, _ = run(
+        "customer", card, "--json", "--config", str(config_file), "--now", "2026-03-02T13:00:00"
+    )
     assert code == 0 and json.loads(out2)["customer"]["id"] == "dmitry"
 
 
@@ -142,5 +151,7 @@ def test_python_dash_m_is_the_same_cli() -> None:
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "bridge", "--help"], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "bridge", "--help"], capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0 and "customer" in done.stdout

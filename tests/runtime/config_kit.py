@@ -50,6 +50,7 @@ _Dumper.add_representer(
     Decimal, lambda dumper, value: dumper.represent_scalar("tag:yaml.org,2002:float", str(value))
 )
 
+
 class _Delete:
     """Edit value meaning "remove the key" (a stable repr keeps test ids equal across workers)."""
 
