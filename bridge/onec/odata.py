@@ -249,6 +249,49 @@ class ODataClient:
             raise
         return self._row(payload, f"{entity_set}({key})")
 
+    def query(
+        self,
+        entity_set: str,
+        *,
+        filter: Filter | str | None = None,
+        select: Sequence[str] | None = None,
+        orderby: Sequence[str] | None = None,
+        top: int | None = None,
+        skip: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """One page of ``entity_set`` (always bounded: ``top`` defaults to the page size)."""
+        query = query_string(
+            select=select,
+            filter=filter,
+            top=top or self.page_size,
+            skip=skip or None,
+            orderby=orderby,
+        )
+        return self._rows(entity_path(entity_set), query)
+
+    def iter_all(
+        self,
+        entity_set: str,
+        *,
+        filter: Filter | str | None = None,
+        select: Sequence[str] | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every row of a (reference-sized) set or filter, ``$top`` page by page, in ``Ref_Key`` order.
+
+        For documents use the date windows (``iter_windows``): deep ``$skip`` gets slow in 1C.
+        """
+        page = page_size or self.page_size
+        skip = 0
+        while True:
+            rows = self.query(
+                entity_set, filter=filter, select=select, orderby=["Ref_Key"], top=page, skip=skip
+            )
+            yield from rows
+            if len(rows) < page:
+                return
+            skip += page
+
     def iter_window(
         self,
         entity_set: str,

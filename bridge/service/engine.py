@@ -25,7 +25,7 @@ from bridge.domain.views import CustomerView, OrderView
 from bridge.errors import DocumentError
 from bridge.store.ledger import LedgerStore
 
-UnitHook = Callable[[Connection, Book], None]
+UnitHook = Callable[[Connection, Book, datetime, bool], None]  # (conn, book, now, history)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,13 +169,13 @@ class Engine:
                 break
         book.card = Card(number, book.customer_id, CardStatus.VIRTUAL)
         self.store.add_card(conn, book.card, serial, now)
-        if not history:
-            book.emit(
-                Event(Reason.CARD_CREATED, book.customer_id, f"card:{number}", now, detail={"card": number})
-            )
+        # Emitted for history too: the card must exist in 1C whatever the age of the first order.
+        book.emit(
+            Event(Reason.CARD_CREATED, book.customer_id, f"card:{number}", now, detail={"card": number})
+        )
 
     def _finish(self, conn: Connection, book: Book, now: datetime, history: bool) -> None:
         for hook in self.hooks:
-            hook(conn, book)
+            hook(conn, book, now, history)
         next_due = rules_apply.next_due(book, self.rules, now)
         self.store.save_book(conn, book, now, history=history, next_due=next_due)

@@ -110,6 +110,9 @@ customers = Table(
     metadata,
     Column("id", String(64), primary_key=True),  # 1C partner Ref_Key
     Column("name", Text, nullable=False, server_default=""),
+    Column("phone", String(32)),  # E.164, for SMS
+    Column("email", String(254)),
+    Column("onec_version", String(128)),  # the partner's DataVersion last read or written
     Column("level_code", String(64)),
     Column("level_valid_until", UTCDateTime()),
     Column("level_since", UTCDateTime()),

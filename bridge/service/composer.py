@@ -1,0 +1,147 @@
+"""Turning a unit of work into outgoing messages, inside the same transaction (transactional outbox).
+
+After the rules ran for one document (or one customer's clock), the composer enqueues:
+* ``onec``/``order`` — the order's loyalty fields for every order the unit touched;
+* ``onec``/``discount`` — the level discount for an order still open (the writer never touches a
+  closed one);
+* ``onec``/``partner`` — the customer's loyalty state;
+* ``onec``/``card`` — a card created for the customer, to be created in 1C;
+* ``webhook``/``customer.updated`` — the full snapshot with the next ``sequence`` and the reasons;
+* notifications, through the injected ``notifier`` (SMS / e-mail, each at most once).
+Newer 1C write-backs of the same object supersede undelivered older ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, tzinfo
+
+from sqlalchemy import Connection
+
+from bridge.domain.book import Book, Rules
+from bridge.domain.ledger import Event, Reason
+from bridge.domain.model import ZERO, OrderStatus
+from bridge.domain.present import customer_view, order_view
+from bridge.domain.views import CustomerView
+from bridge.service.codec import view_to_json
+from bridge.service.snapshot import snapshot_data
+from bridge.store import outbox
+
+Notifier = Callable[[Connection, Event, CustomerView, datetime], None]
+
+
+class Composer:
+    """An ``Engine`` hook: enqueue what a unit of work must tell 1C, the site and the customer."""
+
+    def __init__(
+        self,
+        rules: Rules,
+        tz: tzinfo,
+        *,
+        writeback: bool = True,
+        webhook: bool = True,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.rules = rules
+        self.tz = tz
+        self.writeback = writeback
+        self.webhook = webhook
+        self.notifier = notifier
+        self.precision = rules.bonus.point_precision if rules.bonus else 0
+
+    def __call__(self, conn: Connection, book: Book, now: datetime, history: bool) -> None:
+        view = customer_view(book, self.rules, now, self.tz)
+        events = list(book.new_events)
+        changed = bool(book.new_entries or book.new_history or events)
+        if self.writeback:
+            self._onec(conn, book, view, now, changed, events)
+        if history or not events:
+            return
+        if self.webhook:
+            sequence = outbox.next_sequence(conn, book.customer_id)
+            body = {
+                "type": "customer.updated",
+                "timestamp": now.astimezone(self.tz).isoformat(),
+                "data": {
+                    "sequence": sequence,
+                    "reasons": list(dict.fromkeys(e.reason.value for e in events)),
+                    **snapshot_data(view, self.tz, precision=self.precision),
+                },
+            }
+            outbox.enqueue(
+                conn,
+                channel="webhook",
+                kind="customer.updated",
+                customer_id=book.customer_id,
+                target=book.customer_id,
+                sequence=sequence,
+                payload={"body": body},
+                now=now,
+            )
+        if self.notifier is not None:
+            for event in events:
+                self.notifier(conn, event, view, now)
+
+    def _onec(
+        self,
+        conn: Connection,
+        book: Book,
+        view: CustomerView,
+        now: datetime,
+        changed: bool,
+        events: list[Event],
+    ) -> None:
+        cid = book.customer_id
+        for oid, facts in book.orders.items():
+            if facts.order is None:
+                continue
+            ov = order_view(book, oid)
+            outbox.enqueue(
+                conn,
+                channel="onec",
+                kind="order",
+                customer_id=cid,
+                target=oid,
+                payload={"view": view_to_json(ov)},
+                now=now,
+                supersede=True,
+            )
+            order = facts.order
+            if self.rules.discount is not None and order.status is OrderStatus.OPEN and not order.deleted:
+                percent = view.level.percent if view.level else ZERO
+                has_auto = any(line.auto_discount_percent for line in order.lines)
+                if percent > ZERO or has_auto:
+                    outbox.enqueue(
+                        conn,
+                        channel="onec",
+                        kind="discount",
+                        customer_id=cid,
+                        target=oid,
+                        payload={"order_id": oid, "percent": str(percent)},
+                        now=now,
+                        supersede=True,
+                    )
+        if changed or book.orders:
+            outbox.enqueue(
+                conn,
+                channel="onec",
+                kind="partner",
+                customer_id=cid,
+                target=cid,
+                payload={"view": view_to_json(view)},
+                now=now,
+                supersede=True,
+            )
+        for event in events:
+            if event.reason is Reason.CARD_CREATED:
+                number = event.detail["card"]
+                outbox.enqueue(
+                    conn,
+                    channel="onec",
+                    kind="card",
+                    customer_id=cid,
+                    target=number,
+                    payload={"number": number, "customer_id": cid},
+                    now=now,
+                    dedup_key=f"card:{number}",
+                )

@@ -1,0 +1,246 @@
+"""The cycle's view of 1C: rows in, domain documents out, and the loyalty results written back.
+
+Everything here goes through the mapping (``bridge.onec.mapping``) and the OData client; names of
+1C objects never appear in this module. Reference data the translation needs (products and
+their folders, VAT rates, the card kind, additional-attribute keys) is loaded on demand and kept
+for the life of the process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import tzinfo
+from typing import Any
+
+import structlog
+
+from bridge.domain.discounts import plan_order_discount
+from bridge.domain.model import Customer, Order, OrderStatus, ReturnDoc
+from bridge.errors import DocumentError
+from bridge.onec.literals import eq
+from bridge.onec.mapping import REF_KEY, AttributeKeys, Mapping, resolve_attributes
+from bridge.onec.odata import ODataClient
+from bridge.onec.translate import (
+    ProductIndex,
+    customer_from_row,
+    order_from_row,
+    return_from_row,
+    return_sale_key,
+    sale_link,
+)
+from bridge.onec.writes import (
+    card_create_body,
+    card_kind_key,
+    order_attribute_patch,
+    order_lines_discount_patch,
+    order_vat,
+    partner_attribute_patch,
+    vat_rates_from_rows,
+)
+from bridge.service.codec import customer_view_from_json, order_view_from_json
+from bridge.store.outbox import OutboxMessage
+
+log = structlog.get_logger(__name__)
+
+Recorder = Callable[[str, str, str], None]  # (object, key, DataVersion the bridge produced)
+
+
+class Gateway:
+    """Reads and writes 1C for the cycle through one OData client and one mapping."""
+
+    def __init__(
+        self,
+        client: ODataClient,
+        mapping: Mapping,
+        tz: tzinfo,
+        *,
+        groups: Iterable[str] = (),
+        delivery_products: Iterable[str] = (),
+        card_kind: str | None = None,
+    ) -> None:
+        self.client = client
+        self.mapping = mapping
+        self.tz = tz
+        self._groups = tuple(groups)
+        self._delivery = tuple(delivery_products)
+        self._card_kind = card_kind
+        self._keys: AttributeKeys | None = None
+        self._products: ProductIndex | None = None
+        self._vat: dict[str, Any] | None = None
+        self._kind_key: str | None = None
+        self.sets = mapping.entity_sets()
+
+    # --- reference data ------------------------------------------------------------------------
+
+    @property
+    def keys(self) -> AttributeKeys:
+        if self._keys is None:
+            rows = list(self._all(self.mapping.attributes.entity_set))
+            self._keys = resolve_attributes(self.mapping, rows)
+        return self._keys
+
+    def _all(self, entity_set: str, select: Iterable[str] | None = None) -> Iterable[dict[str, Any]]:
+        """A whole (small, reference) entity set, page by page."""
+        return self.client.iter_all(entity_set, select=list(select) if select else None)
+
+    @property
+    def products(self) -> ProductIndex:
+        if self._products is None:
+            self._products = ProductIndex(self.mapping, self._groups, self._delivery, keys=self.keys)
+        return self._products
+
+    def _load_products(self, ids: Iterable[str]) -> None:
+        wanted = self.products.missing(ids)
+        seen: set[str] = set()
+        while wanted - seen:
+            batch = sorted(wanted - seen)
+            seen |= set(batch)
+            rows = self.client.get_by_keys(self.sets["products"], batch)
+            self.products.add(rows)
+            wanted = self.products.missing(ids)
+
+    def vat_rates(self) -> dict[str, Any]:
+        if self._vat is None:
+            vat = self.mapping.orders.lines.vat_rate
+            catalog = vat.catalog if vat is not None else None
+            self._vat = vat_rates_from_rows(self._all(catalog), self.mapping) if catalog else {}
+        return self._vat
+
+    def card_kind_key(self) -> str:
+        if self._kind_key is None:
+            rows = list(self._all(self.sets["card_kinds"]))
+            self._kind_key = card_kind_key(rows, self.mapping, self._card_kind)
+        return self._kind_key
+
+    # --- reading documents ---------------------------------------------------------------------
+
+    def product_ids(self, row: dict[str, Any]) -> set[str]:
+        lines = self.mapping.orders.lines
+        return {
+            str(line.get(lines.fields.product))
+            for line in row.get(lines.section) or ()
+            if line.get(lines.fields.product)
+        }
+
+    def order(self, row: dict[str, Any], cards: dict[str, str] | None = None) -> Order:
+        """Translate an order row (loading the products and folders it needs)."""
+        self._load_products(self.product_ids(row))
+        return order_from_row(row, self.mapping, self.keys, self.products, self.tz, cards=cards)
+
+    def card_numbers(self, card_keys: Iterable[str]) -> dict[str, str]:
+        keys = sorted({k for k in card_keys if k})
+        if not keys:
+            return {}
+        f = self.mapping.cards.fields
+        rows = self.client.get_by_keys(self.sets["cards"], keys)
+        return {str(r[REF_KEY]): str(r.get(f.number) or r.get(f.magnetic_code or "") or "") for r in rows}
+
+    def read_order(self, key: str) -> dict[str, Any] | None:
+        return self.client.get_entity(self.sets["orders"], key)
+
+    def customer(self, key: str) -> tuple[Customer, dict[str, Any]] | None:
+        row = self.client.get_entity(self.sets["partners"], key)
+        if row is None:
+            return None
+        return customer_from_row(row, self.mapping), row
+
+    def return_doc(self, row: dict[str, Any]) -> ReturnDoc:
+        sale = return_sale_key(row, self.mapping)
+        links: dict[str, str | None] = {}
+        if sale is not None:
+            sale_row = self.client.get_entity(self.sets["sales"], sale)
+            if sale_row is None:
+                raise DocumentError(
+                    f"the sale {sale} this return references is not in 1C",
+                    document=str(row.get(REF_KEY)),
+                    field=self.mapping.returns.fields.sale,
+                )
+            sid, order = sale_link(sale_row, self.mapping)
+            links[sid] = order
+        return return_from_row(row, self.mapping, links, self.tz)
+
+    def find_card(self, number: str) -> dict[str, Any] | None:
+        f = self.mapping.cards.fields
+        for r in self.client.query(self.sets["cards"], filter=eq(f.number, number), top=2):
+            if str(r.get(f.number) or "") == number:
+                return r
+        return None
+
+    # --- writing the loyalty results -------------------------------------------------------------
+
+    def write(self, msg: OutboxMessage, record: Recorder) -> str:
+        """Deliver one ``onec`` outbox message; returns what happened (written / unchanged / …)."""
+        if msg.kind == "order":
+            view = order_view_from_json(msg.payload["view"])
+            return self._patch(
+                "orders",
+                view.order_id,
+                lambda row: order_attribute_patch(row, view, self.mapping, self.keys, self.tz),
+                (self.mapping.attributes.section,),
+                record,
+            )
+        if msg.kind == "partner":
+            cview = customer_view_from_json(msg.payload["view"])
+            return self._patch(
+                "partners",
+                cview.customer_id,
+                lambda row: partner_attribute_patch(row, cview, self.mapping, self.keys, self.tz),
+                (self.mapping.attributes.section,),
+                record,
+            )
+        if msg.kind == "discount":
+            return self._discount(msg.payload["order_id"], msg.payload["percent"], record)
+        if msg.kind == "card":
+            return self._card(msg.payload["number"], msg.payload["customer_id"], record)
+        raise DocumentError(f"unknown 1C write-back kind {msg.kind!r}", document=msg.target)
+
+    def _patch(
+        self,
+        obj: str,
+        key: str,
+        build: Callable[[dict[str, Any]], dict[str, Any] | None],
+        select: tuple[str, ...],
+        record: Recorder,
+    ) -> str:
+        sent: list[bool] = []
+
+        def body(row: dict[str, Any]) -> dict[str, Any]:
+            patch = build(row) or {}
+            sent.append(bool(patch))
+            return patch
+
+        answer = self.client.patch_with_version(self.sets[obj], key, body, select=select)
+        if sent and sent[-1]:
+            version = str(answer.get("DataVersion") or "")
+            if not version:
+                version = self.client.read_version(self.sets[obj], key)
+            record(obj, key, version)
+            return "written"
+        return "unchanged"
+
+    def _discount(self, order_id: str, percent: str, record: Recorder) -> str:
+        from decimal import Decimal
+
+        def build(row: dict[str, Any]) -> dict[str, Any] | None:
+            order = self.order(row)
+            if order.status is not OrderStatus.OPEN or order.deleted:
+                return None  # never touch a closed (or cancelled, deleted) order's prices
+            vat = order_vat(row, self.mapping, self.vat_rates())
+            plan = plan_order_discount(
+                order, Decimal(percent), vat_rates=vat.rates, price_includes_vat=vat.price_includes_vat
+            )
+            return order_lines_discount_patch(row, plan, self.mapping) if plan.changed else None
+
+        select = tuple(self.mapping.select_fields("orders"))
+        return self._patch("orders", order_id, build, select, record)
+
+    def _card(self, number: str, customer_id: str, record: Recorder) -> str:
+        existing = self.find_card(number)
+        if existing is not None:
+            record("cards", str(existing[REF_KEY]), str(existing.get("DataVersion") or ""))
+            return "unchanged"
+        body = card_create_body(number, customer_id, self.card_kind_key(), self.mapping, self.keys)
+        created = self.client.create(self.sets["cards"], body)
+        record("cards", str(created.get(REF_KEY) or ""), str(created.get("DataVersion") or ""))
+        log.info("onec.card_created", number=number, customer=customer_id)
+        return "written"

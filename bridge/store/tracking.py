@@ -1,0 +1,124 @@
+"""What the change sources and the cycle remember between cycles: cursors, tracked documents, the
+DataVersions the bridge itself produced, customers' contacts, and quarantined documents.
+
+Must not import bridge.onec, bridge.site, bridge.notify or bridge.service.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, or_, select
+
+from bridge.store import schema as t
+from bridge.store.ledger import upsert
+
+
+def get_cursor(conn: Connection, name: str) -> str | None:
+    return conn.execute(select(t.cursors.c.value).where(t.cursors.c.name == name)).scalar()
+
+
+def set_cursor(conn: Connection, name: str, value: str, now: datetime) -> None:
+    upsert(conn, t.cursors, {"name": name, "value": value, "updated_at": now}, ["name"])
+
+
+def tracked_orders(conn: Connection, now: datetime, track_days: int) -> dict[str, str]:
+    """Orders still worth re-checking: not closed, or closed (or last changed) within ``track_days``.
+
+    Maps Ref_Key to the newest DataVersion the bridge knows — including the one its own write-back
+    produced, so its own write never looks like a change.
+    """
+    since = now - timedelta(days=track_days)
+    query = select(t.orders.c.id, t.orders.c.version).where(
+        or_(t.orders.c.status == "open", t.orders.c.close_time >= since, t.orders.c.updated_at >= since)
+    )
+    return {row.id: row.version for row in conn.execute(query)}
+
+
+def tracked_returns(conn: Connection, now: datetime, track_days: int) -> dict[str, str]:
+    since = now - timedelta(days=track_days)
+    query = select(t.returns.c.id, t.returns.c.version).where(t.returns.c.updated_at >= since)
+    return {row.id: row.version for row in conn.execute(query)}
+
+
+def record_own_version(conn: Connection, obj: str, key: str, version: str, now: datetime) -> None:
+    """Remember a DataVersion the bridge's own write produced, so reading it back changes nothing."""
+    if not version:
+        return
+    if obj == "orders":
+        upsert(
+            conn,
+            t.processed,
+            {"doc_id": key, "version": version, "customer_id": None, "processed_at": now},
+            ["doc_id", "version"],
+        )
+        conn.execute(t.orders.update().where(t.orders.c.id == key).values(version=version))
+    elif obj == "partners":
+        conn.execute(t.customers.update().where(t.customers.c.id == key).values(onec_version=version))
+    elif obj == "cards":
+        pass  # card rows are matched by number; the version is not tracked
+
+
+def set_card_onec_id(conn: Connection, number: str, onec_id: str) -> None:
+    conn.execute(t.cards.update().where(t.cards.c.number == number).values(onec_id=onec_id))
+
+
+def set_contacts(
+    conn: Connection, customer_id: str, *, name: str, phone: str | None, email: str | None, version: str
+) -> None:
+    conn.execute(
+        t.customers.update()
+        .where(t.customers.c.id == customer_id)
+        .values(name=name, phone=phone, email=email, onec_version=version)
+    )
+
+
+def contacts(conn: Connection, customer_id: str) -> dict[str, Any]:
+    row = conn.execute(
+        select(
+            t.customers.c.name, t.customers.c.phone, t.customers.c.email, t.customers.c.onec_version
+        ).where(t.customers.c.id == customer_id)
+    ).first()
+    if row is None:
+        return {"name": "", "phone": None, "email": None, "onec_version": None}
+    return dict(row._mapping)
+
+
+def quarantine(
+    engine: Engine,
+    *,
+    doc_id: str,
+    version: str,
+    kind: str,
+    number: str,
+    reason: str,
+    field: str | None,
+    now: datetime,
+) -> None:
+    """Set a document aside with its reason (own transaction: nothing else of it is committed)."""
+    with engine.begin() as conn:
+        old = conn.execute(select(t.quarantine.c.failures).where(t.quarantine.c.doc_id == doc_id)).scalar()
+        values = {"version": version, "kind": kind, "number": number, "reason": reason[:2000], "field": field}
+        if old is None:
+            conn.execute(
+                t.quarantine.insert().values(
+                    doc_id=doc_id, first_failed_at=now, last_failed_at=now, failures=1, **values
+                )
+            )
+        else:
+            conn.execute(
+                t.quarantine.update()
+                .where(t.quarantine.c.doc_id == doc_id)
+                .values(last_failed_at=now, failures=old + 1, **values)
+            )
+
+
+def release_quarantine(conn: Connection, doc_id: str) -> None:
+    conn.execute(t.quarantine.delete().where(t.quarantine.c.doc_id == doc_id))
+
+
+def quarantined(conn: Connection) -> list[dict[str, Any]]:
+    return [
+        dict(r._mapping) for r in conn.execute(select(t.quarantine).order_by(t.quarantine.c.last_failed_at))
+    ]
