@@ -59,8 +59,19 @@ class Engine:
 
     # --- documents -------------------------------------------------------------------------------
 
-    def apply_order(self, order: Order, now: datetime, *, history: bool = False) -> Applied:
-        """Apply one order version (a no-op if this exact version was applied before)."""
+    def apply_order(
+        self,
+        order: Order,
+        now: datetime,
+        *,
+        history: bool = False,
+        prepare: Callable[[Connection], None] | None = None,
+    ) -> Applied:
+        """Apply one order version (a no-op if this exact version was applied before).
+
+        ``prepare`` runs inside the transaction once the customer is locked (e.g. to store the
+        contacts the notifications of this unit of work need).
+        """
         if order.customer_id is None:
             raise DocumentError(
                 f"order {order.number} ({order.id}) names no customer: set the partner (or a card) in 1C",
@@ -82,6 +93,8 @@ class Engine:
                 old.orders[order.id].customer_id = previous
                 self._finish(conn, old, now, history)
                 del old.orders[order.id]
+            if prepare is not None:
+                prepare(conn)
             book = self.store.load_book(conn, customer, [order.id])
             if book.card is None and self.card_prefix is not None and not order.voided:
                 self._issue_card(conn, book, now, history)
@@ -147,6 +160,15 @@ class Engine:
                 return None
             book = self.store.load_book(conn, customer, [order_id])
         return order_view(book, order_id)
+
+    def order_snapshot(self, order_id: str) -> Order | None:
+        """The last version of an order the bridge applied (None if never seen)."""
+        with self.store.engine.connect() as conn:
+            customer = self.store.order_customer(conn, order_id)
+            if customer is None:
+                return None
+            facts = self.store.load_book(conn, customer, [order_id]).orders.get(order_id)
+        return facts.order if facts is not None else None
 
     def resolve_customer(self, id_or_card: str) -> str | None:
         """A partner id as given, or the owner of a card number."""

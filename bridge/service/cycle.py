@@ -1,0 +1,319 @@
+"""One cycle of the bridge: read changes, apply the rules, commit, deliver.
+
+    1. time:      post what time alone causes (holds ending, expiries, warnings, level terms);
+    2. changes:   read the configured change source; every document is one unit of work — one
+                  database transaction holding its ledger entries and its outbox rows; a
+                  document that fails is quarantined with its reason and the cycle carries on;
+    3. cursors:   commit the source's cursors (after the documents they cover), then acknowledge
+                  the source (exchange plan / SOAP) — only after the local commit;
+    4. delivery:  the outbox — write-backs to 1C, webhooks to the site, SMS, e-mail.
+
+A stop request (SIGTERM) is honoured between documents and between deliveries: the document in
+hand is finished, the cursors of a cut-short read are not advanced (the next run re-reads, and
+re-applying is a no-op).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Protocol
+
+import structlog
+from sqlalchemy import Connection
+
+from bridge.domain.model import Order
+from bridge.errors import BridgeError, DocumentError, TransientError
+from bridge.service.engine import Engine
+from bridge.service.gateway import Gateway
+from bridge.site.webhook import DeliveryStats, deliver_channel
+from bridge.store import tracking
+from bridge.store.outbox import OutboxMessage
+
+log = structlog.get_logger(__name__)
+
+
+class Change(Protocol):
+    entity: str
+    key: str
+    row: dict[str, Any] | None
+    version: str
+
+
+class Source(Protocol):
+    def read(self, state: Any, now: datetime) -> Iterator[Any]: ...
+
+    def cursor_updates(self) -> dict[str, str]: ...
+
+    def acknowledge(self) -> None: ...
+
+
+class StopToken(Protocol):
+    @property
+    def requested(self) -> bool: ...
+
+
+@dataclass
+class CycleResult:
+    started_at: datetime
+    finished_at: datetime | None = None
+    documents_processed: int = 0
+    documents_failed: int = 0
+    failures: list[str] = field(default_factory=list)
+    writes_to_1c: int = 0
+    deliveries: dict[str, DeliveryStats] = field(default_factory=dict)
+    requests_to_1c: int = 0
+    stopped: bool = False
+    duration_s: float = 0.0
+
+
+class StoreState:
+    """The change sources' view of the state database (``TrackingState``)."""
+
+    def __init__(self, engine: Engine, track_days: int) -> None:
+        self.db = engine.store.engine
+        self.track_days = track_days
+
+    def cursor(self, name: str) -> str | None:
+        with self.db.connect() as conn:
+            return tracking.get_cursor(conn, name)
+
+    def tracked(self, entity: str, now: datetime) -> dict[str, str]:
+        with self.db.connect() as conn:
+            if entity == "order":
+                return tracking.tracked_orders(conn, now, self.track_days)
+            if entity == "return":
+                return tracking.tracked_returns(conn, now, self.track_days)
+        return {}
+
+
+@dataclass
+class Channel:
+    name: str
+    send: Callable[[OutboxMessage], None]
+    max_age_hours: float
+
+
+class Cycle:
+    """Runs cycles over one engine, one 1C gateway and one change source."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        gateway: Gateway,
+        source: Source,
+        track_days: int,
+        channels: list[Channel],
+        clock: Callable[[], datetime],
+        history: bool = False,
+        heartbeat: Callable[[], None] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.gateway = gateway
+        self.source = source
+        self.state = StoreState(engine, track_days)
+        self.channels = [Channel("onec", self._write_back, 24 * 30), *channels]
+        self.clock = clock
+        self.history = history
+        self.heartbeat = heartbeat or (lambda: None)
+        self.progress = progress or (lambda n: None)
+
+    # --- the cycle ---------------------------------------------------------------------------------
+
+    def run(self, token: StopToken) -> CycleResult:
+        now = self.clock()
+        started = time.monotonic()
+        requests_before = self.gateway.client.requests_made
+        result = CycleResult(started_at=now)
+        bound = log.bind(cycle=now.isoformat())
+        self.engine.tick(now)
+        complete = True
+        for change in self.source.read(self.state, now):
+            if token.requested:
+                complete = False
+                break
+            self._process(change, now, result)
+            self.heartbeat()
+            self.progress(1)
+        if complete and not token.requested:
+            updates = self.source.cursor_updates()
+            if updates:
+                with self.engine.store.transaction() as conn:
+                    for name, value in updates.items():
+                        tracking.set_cursor(conn, name, value, now)
+            self.source.acknowledge()
+        else:
+            result.stopped = True
+        for channel in self.channels:
+            if token.requested:
+                result.stopped = True
+                break
+            result.deliveries[channel.name] = deliver_channel(
+                channel.name,
+                self.engine.store.engine.begin,
+                channel.send,
+                now,
+                max_age_hours=channel.max_age_hours,
+                stop=lambda: token.requested,
+            )
+            self.heartbeat()
+        result.writes_to_1c = self._writes
+        self._writes = 0
+        result.requests_to_1c = self.gateway.client.requests_made - requests_before
+        result.finished_at = self.clock()
+        result.duration_s = time.monotonic() - started
+        bound.info(
+            "cycle.done",
+            documents=result.documents_processed,
+            failed=result.documents_failed,
+            writes_to_1c=result.writes_to_1c,
+            requests_to_1c=result.requests_to_1c,
+            duration_s=round(result.duration_s, 3),
+            stopped=result.stopped,
+        )
+        return result
+
+    _writes = 0
+
+    # --- one document --------------------------------------------------------------------------------
+
+    def _process(self, change: Any, now: datetime, result: CycleResult) -> None:
+        doc = log.bind(doc=change.key, entity=change.entity)
+        try:
+            if change.entity == "order":
+                self._order(change, now)
+            elif change.entity == "return":
+                if change.row is not None:
+                    self.engine.apply_return(self.gateway.return_doc(change.row), now)
+            elif change.entity == "customer":
+                self._customer(change.key, change.row)
+            else:
+                doc.debug("cycle.skip_entity")
+                return
+            result.documents_processed += 1
+            with self.engine.store.transaction() as conn:
+                tracking.release_quarantine(conn, change.key)
+        except DocumentError as exc:
+            result.documents_failed += 1
+            number = str((change.row or {}).get("Number") or "")
+            reason = exc.reason
+            result.failures.append(f"{change.entity} {number or change.key}: {reason}")
+            doc.error("cycle.quarantined", reason=reason, field=exc.field, number=number)
+            tracking.quarantine(
+                self.engine.store.engine,
+                doc_id=change.key,
+                version=change.version,
+                kind=change.entity,
+                number=number,
+                reason=reason,
+                field=exc.field,
+                now=now,
+            )
+        except TransientError:
+            raise  # 1C or the database went away: the cycle ends, the next one retries
+        except BridgeError as exc:
+            result.documents_failed += 1
+            result.failures.append(f"{change.entity} {change.key}: {exc}")
+            doc.error("cycle.document_failed", error=str(exc))
+
+    def _order(self, change: Any, now: datetime) -> None:
+        if change.row is None:  # deleted from 1C outright: undo everything it did
+            previous = self.engine.order_snapshot(change.key)
+            if previous is not None:
+                self.engine.apply_order(replace(previous, deleted=True, version=change.version), now)
+            return
+        card_field = self.gateway.mapping.orders.fields.card
+        cards = self.gateway.card_numbers([change.row.get(card_field)] if card_field else [])
+        order = self.gateway.order(change.row, cards)
+        order = self._resolve_card(order)
+        assert order.customer_id is not None
+        contacts = self._contacts_for(order.customer_id)
+
+        def prepare(conn: Connection) -> None:
+            if contacts is not None:
+                tracking.set_contacts(conn, order.customer_id or "", **contacts)
+
+        self.engine.apply_order(order, now, history=self.history, prepare=prepare)
+
+    def _resolve_card(self, order: Order) -> Order:
+        """An order naming a card instead of a customer: find the owner, refuse a name mismatch."""
+        if order.customer_id is not None or not order.card_number:
+            return order
+        owner = self.engine.resolve_customer(order.card_number)
+        if owner is None:
+            raise DocumentError(
+                f"order {order.number}: card {order.card_number} is unknown to the loyalty program; "
+                f"check the number or set the partner",
+                document=order.id,
+                field="card",
+            )
+        if order.card_holder_name:
+            with self.engine.store.engine.connect() as conn:
+                name = str(tracking.contacts(conn, owner)["name"] or "")
+            if name and not _same_person(order.card_holder_name, name):
+                raise DocumentError(
+                    f"order {order.number}: card {order.card_number} belongs to «{name}», "
+                    f"not «{order.card_holder_name}»; check the card or set the partner",
+                    document=order.id,
+                    field="card",
+                )
+        return replace(order, customer_id=owner)
+
+    def _contacts_for(self, customer_id: str) -> dict[str, Any] | None:
+        """Read the partner from 1C when the bridge does not know them yet."""
+        with self.engine.store.engine.connect() as conn:
+            known = tracking.contacts(conn, customer_id)
+        if known["onec_version"]:
+            return None
+        return self._read_customer(customer_id)
+
+    def _read_customer(self, customer_id: str, row: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        if row is None:
+            found = self.gateway.customer(customer_id)
+            if found is None:
+                return None
+            customer, row = found
+        else:
+            from bridge.onec.translate import customer_from_row
+
+            customer = customer_from_row(row, self.gateway.mapping)
+        return {
+            "name": customer.name,
+            "phone": customer.phone,
+            "email": customer.email,
+            "version": str(row.get("DataVersion") or ""),
+        }
+
+    def _customer(self, key: str, row: dict[str, Any] | None) -> None:
+        if row is None:
+            return
+        contacts = self._read_customer(key, row)
+        if contacts is None:
+            return
+        with self.engine.store.transaction() as conn:
+            tracking.set_contacts(conn, key, **contacts)
+
+    # --- write-back ------------------------------------------------------------------------------------
+
+    def _write_back(self, msg: OutboxMessage) -> None:
+        def record(obj: str, key: str, version: str) -> None:
+            with self.engine.store.transaction() as conn:
+                tracking.record_own_version(conn, obj, key, version, self.clock())
+                if obj == "cards" and msg.kind == "card":
+                    tracking.set_card_onec_id(conn, msg.payload["number"], key)
+
+        outcome = self.gateway.write(msg, record)
+        if outcome == "written":
+            self._writes += 1
+        log.debug("onec.write_back", kind=msg.kind, target=msg.target, outcome=outcome)
+
+
+def _same_person(given: str, known: str) -> bool:
+    """A phone order's name matches the partner when every word given appears in the partner's name."""
+    words = {w.strip(".,").casefold().replace("ё", "е") for w in given.split() if w.strip(".,")}
+    have = {w.strip(".,").casefold().replace("ё", "е") for w in known.split()}
+    return bool(words) and words <= have
