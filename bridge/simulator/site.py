@@ -167,7 +167,9 @@ class SiteReceiver:
         if self._server is None:
             self._server = _Server((self.host, self._port), _Handler)
             self._server.receiver = self
-            self._thread = threading.Thread(target=self._server.serve_forever, name="site", daemon=True)
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="site", daemon=True
+            )
             self._thread.start()
         return self
 
