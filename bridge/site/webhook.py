@@ -279,10 +279,13 @@ def retry_at(
 
 
 def _describe(exc: BaseException) -> str:
-    fields = getattr(exc, "fields", {}) if isinstance(exc, BridgeError) else {}
-    status = fields.get("status")
+    """The ``last_error`` of a message: the error, its status and an excerpt of the peer's answer."""
+    fields = exc.fields if isinstance(exc, BridgeError) else {}
     text = f"{type(exc).__name__}: {exc}"
-    return text if status is None or str(status) in text else f"{text} (status {status})"
+    status, body = fields.get("status"), " ".join(str(fields.get("body") or "").split())
+    if status is not None and str(status) not in text:
+        text += f" (status {status})"
+    return f"{text}: {body[:300]}" if body else text
 
 
 def deliver_channel(

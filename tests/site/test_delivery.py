@@ -256,3 +256,12 @@ def test_a_bug_in_send_propagates_and_leaves_the_message_pending(engine: Engine)
 def test_now_must_be_aware(engine: Engine) -> None:
     with pytest.raises(ValueError, match="aware"):
         deliver_channel("webhook", engine.begin, lambda m: None, datetime(2026, 3, 1), max_age_hours=72)
+
+
+def test_last_error_names_the_status_and_the_site_answer(engine: Engine, site: SiteReceiver) -> None:
+    msg = enqueue_snapshot(engine, "c1", T0)
+    site.status(410)
+    deliver(engine, site, T0)
+    dead = row(engine, msg.id)
+    assert dead.status == outbox.DEAD
+    assert "FatalHTTPError: HTTP 410" in dead.last_error and '{"error": 410}' in dead.last_error
