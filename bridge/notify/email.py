@@ -10,7 +10,9 @@ fallback. With a ``username`` the sender logs in after STARTTLS.
 How failures are classified (one attempt per call; the outbox schedules the retries):
 - the message's own transaction (MAIL FROM, RCPT TO, DATA) answered 5xx, e.g. ``550 mailbox
   unavailable``: :class:`~bridge.notify.recipients.UndeliverableError` (a ``FatalHTTPError`` with
-  ``status`` = the SMTP code): the message is dead at once;
+  ``status`` = the SMTP code): the message is dead at once — except the 5xx codes that blame the
+  session (``530 Must issue a STARTTLS command first``, authentication required, bad sequence:
+  :data:`SESSION_CODES`), which are transient like the session failures below;
 - 4xx at any step, connection refused or reset, timeouts, TLS failures: ``TransientError``;
 - the session itself refused (greeting, EHLO, STARTTLS missing, login rejected): ``TransientError``
   with what to fix in the config. These are the bridge's settings, not the message's fault: retrying
@@ -200,8 +202,20 @@ def _text(raw: bytes | str) -> str:
     return " ".join(text.split())[:300]
 
 
+#: 5xx answers inside a transaction that blame the session, not the message: unknown command or bad
+#: sequence (500, 502-504), STARTTLS or login required (530), login too weak or refused (534, 535, 538).
+SESSION_CODES = frozenset({500, 502, 503, 504, 530, 534, 535, 538})
+
+
 def _message_error(code: int | None, raw: bytes | str, what: str, fields: dict[str, str]) -> Exception:
     message = f"{what}: {code} {_text(raw)}"
+    if code in SESSION_CODES:
+        return TransientError(
+            message + "; the server wants another session setup: check notify.email.starttls, "
+            "username and password_env",
+            smtp_code=code,
+            **fields,
+        )
     if code is not None and 500 <= code < 600:
         return UndeliverableError(message, status=code, body=_text(raw), **fields)
     return TransientError(message, smtp_code=code, **fields)

@@ -74,6 +74,7 @@ class Gateway:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        self.server.block_on_close = False  # do not wait for a handler still sleeping (timeout tests)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/send"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
