@@ -30,6 +30,7 @@ import email.utils
 import smtplib
 import ssl
 from email.message import EmailMessage
+from typing import Any
 
 import structlog
 
@@ -121,7 +122,7 @@ class EmailSender:
         letter = self.build(msg)
         to = str(letter["To"])
         where = f"{self.host}:{self.port}"
-        fields = {"message_id": msg.message_id, "smtp": where, "to": mask(to)}
+        fields: dict[str, Any] = {"message_id": msg.message_id, "smtp": where, "to": mask(to)}
         try:
             smtp = smtplib.SMTP(
                 self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout_s
@@ -159,7 +160,7 @@ class EmailSender:
             _close(smtp)
         log.debug("email sent", message_id=msg.message_id, to=mask(to), smtp=where)
 
-    def _open_session(self, smtp: smtplib.SMTP, where: str, fields: dict[str, str]) -> None:
+    def _open_session(self, smtp: smtplib.SMTP, where: str, fields: dict[str, Any]) -> None:
         smtp.ehlo()
         if self.starttls:
             if not smtp.has_extn("starttls"):
@@ -207,7 +208,7 @@ def _text(raw: bytes | str) -> str:
 SESSION_CODES = frozenset({500, 502, 503, 504, 530, 534, 535, 538})
 
 
-def _message_error(code: int | None, raw: bytes | str, what: str, fields: dict[str, str]) -> Exception:
+def _message_error(code: int | None, raw: bytes | str, what: str, fields: dict[str, Any]) -> Exception:
     message = f"{what}: {code} {_text(raw)}"
     if code in SESSION_CODES:
         return TransientError(
@@ -221,7 +222,7 @@ def _message_error(code: int | None, raw: bytes | str, what: str, fields: dict[s
     return TransientError(message, smtp_code=code, **fields)
 
 
-def _session_error(exc: smtplib.SMTPResponseException, what: str, fields: dict[str, str]) -> TransientError:
+def _session_error(exc: smtplib.SMTPResponseException, what: str, fields: dict[str, Any]) -> TransientError:
     return TransientError(
         f"{what}: {exc.smtp_code} {_text(exc.smtp_error)}", smtp_code=exc.smtp_code, **fields
     )

@@ -295,6 +295,7 @@ def test_the_password_never_shows(smtp: Server) -> None:
     assert PASSWORD not in shown and USER in repr(sender)
 
 
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 def test_a_server_demanding_a_login_is_a_session_problem_not_the_messages() -> None:
     with Server(Mailbox(), auth_required=True) as server:
         with pytest.raises(TransientError) as caught:
