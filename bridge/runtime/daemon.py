@@ -123,7 +123,8 @@ class Daemon:
             self.heartbeat()
             if not self._token.requested:
                 self._run_cycle()
-            job = self.scheduler.every(self._interval).seconds.do(self._run_cycle)
+            # schedule's hint says int, but it builds a timedelta: fractional seconds work (tests).
+            job = self.scheduler.every(self._interval).seconds.do(self._run_cycle)  # type: ignore[arg-type]
             while not self._token.requested:
                 self.heartbeat()
                 if self._token.wait(self._sleep_time()):
