@@ -165,7 +165,11 @@ class SiteReceiver:
         self._done: dict[str, Delivery] = {}
         self._latest: dict[str, dict[str, Any]] = {}
         self._dropped: list[Delivery] = []
-        self.reset()
+        self._down_count = 0
+        self._down_until: Callable[[], bool] | None = None
+        self._statuses: list[int] = []
+        self._retry_after: str | None = None
+        self._delay = 0.0
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -212,11 +216,10 @@ class SiteReceiver:
         """Answer 503 to every call: for ``until`` calls (an int), until ``until()`` is true, or
         until :meth:`up` / :meth:`reset` (``None``)."""
         with self._lock:
-            if isinstance(until, int) and not isinstance(until, bool):
-                self._down_count: int | None = until
-                self._down_until: Callable[[], bool] | None = None
+            if isinstance(until, int):
+                self._down_count, self._down_until = until, None
             else:
-                self._down_count = None
+                self._down_count = 0
                 self._down_until = until if until is not None else (lambda: False)
 
     def up(self) -> None:
@@ -243,8 +246,8 @@ class SiteReceiver:
         with self._lock:
             self._down_count = 0
             self._down_until = None
-            self._statuses: list[int] = []
-            self._retry_after: str | None = None
+            self._statuses = []
+            self._retry_after = None
             self._delay = 0.0
 
     def clear(self) -> None:

@@ -210,9 +210,9 @@ class WebhookSender:
                 self.url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False
             )
         except requests.RequestException as exc:
-            error = classify_exception(exc, url=self.url)
-            bound.info("webhook.failed", error=str(error))
-            raise error from exc
+            failure = classify_exception(exc, url=self.url)
+            bound.info("webhook.failed", error=str(failure))
+            raise failure from exc
         with response:
             status = response.status_code
             if 200 <= status < 300:
