@@ -5,7 +5,8 @@ A document's ``Date`` is not a modification time, so one read combines three pas
 
 1. **New documents** — orders and returns with ``Date ≥ watermark − poll.overlap_s`` (the very
    first read starts at ``poll.start``), read in adaptive date windows with ``$top`` pages and the
-   mapping's ``$select``. The watermark is the latest ``Date`` seen (never past ``now``).
+   mapping's ``$select``. The watermark is the latest ``Date`` seen (never past ``now``), and at
+   least ``now − overlap`` once the whole range was read.
 2. **Tracked documents** — the state's ``tracked()`` documents are re-checked by ``DataVersion``
    with a narrow ``$select=Ref_Key,DataVersion``: by key (``or`` chains under the URL budget) when
    they are few, or by a narrow date-window scan with a large ``$top`` from the oldest tracked date
@@ -104,7 +105,7 @@ class ScanSource:
         poll: PollSettings,
         tz: tzinfo,
         *,
-        window: timedelta = timedelta(days=7),
+        window: timedelta = timedelta(days=31),
         version_page: int = 5000,
         batch: int | None = None,
         future: timedelta = timedelta(days=1),
@@ -173,7 +174,8 @@ class ScanSource:
         fields = getattr(self.mapping, obj).fields
         name = watermark_cursor(entity)
         stored = _parse(state.cursor(name), self.tz)
-        start = stored - timedelta(seconds=float(self.poll.overlap_s)) if stored else self._poll_start()
+        overlap = timedelta(seconds=float(self.poll.overlap_s))
+        start = stored - overlap if stored else self._poll_start()
         if start >= end:
             return
         mark = stored
@@ -209,6 +211,12 @@ class ScanSource:
             if len(rows) >= self.batch:
                 yield from flush()
         yield from flush()
+        # The whole range was read: a document not met yet would have to be dated before
+        # now - overlap, i.e. back-dated (the sweep's job). Without this a quiet set (no returns
+        # at all) would be re-read from poll.start every cycle.
+        floor = now - overlap
+        if mark is None or mark < floor:
+            self._updates[name] = floor.isoformat()
 
     def _poll_start(self) -> datetime:
         start = self.poll.start
