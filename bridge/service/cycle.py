@@ -16,7 +16,7 @@ re-applying is a no-op).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -26,9 +26,9 @@ from sqlalchemy import Connection
 
 from bridge.domain.model import Order
 from bridge.errors import BridgeError, DocumentError, TransientError
+from bridge.service.delivery import DeliveryStats, deliver_channel
 from bridge.service.engine import Engine
 from bridge.service.gateway import Gateway
-from bridge.site.webhook import DeliveryStats, deliver_channel
 from bridge.store import tracking
 from bridge.store.outbox import OutboxMessage
 
@@ -70,7 +70,7 @@ class CycleResult:
 
 
 class StoreState:
-    """The change sources' view of the state database (``TrackingState``)."""
+    """The change sources' view of the state database (``bridge.onec.sources.TrackingState``)."""
 
     def __init__(self, engine: Engine, track_days: int) -> None:
         self.db = engine.store.engine
@@ -86,7 +86,19 @@ class StoreState:
                 return tracking.tracked_orders(conn, now, self.track_days)
             if entity == "return":
                 return tracking.tracked_returns(conn, now, self.track_days)
+            if entity == "card":
+                return tracking.tracked_cards(conn)
         return {}
+
+    def tracked_since(self, entity: str, now: datetime) -> datetime | None:
+        if entity != "order":
+            return None
+        with self.db.connect() as conn:
+            return tracking.tracked_since(conn, now, self.track_days)
+
+    def versions(self, entity: str, keys: Collection[str]) -> dict[str, str]:
+        with self.db.connect() as conn:
+            return tracking.versions(conn, entity, keys)
 
 
 @dataclass

@@ -232,7 +232,8 @@ cards = Table(
     Column("serial", Integer, unique=True),  # NULL for numbers 1C already had
     Column("customer_id", String(64), nullable=False, unique=True),
     Column("status", String(16), nullable=False, server_default="virtual"),
-    Column("onec_id", String(64)),
+    Column("onec_id", String(64), index=True),
+    Column("onec_version", String(128)),  # the 1C card's DataVersion last read
     Column("created_at", UTCDateTime(), nullable=False),
     Column("issued_at", UTCDateTime()),
 )

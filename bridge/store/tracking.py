@@ -6,10 +6,11 @@ Must not import bridge.onec, bridge.site, bridge.notify or bridge.service.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, or_, select
+from sqlalchemy import Connection, Engine, func, or_, select
 
 from bridge.store import schema as t
 from bridge.store.ledger import upsert
@@ -42,6 +43,50 @@ def tracked_returns(conn: Connection, now: datetime, track_days: int) -> dict[st
     return {row.id: row.version for row in conn.execute(query)}
 
 
+def tracked_since(conn: Connection, now: datetime, track_days: int) -> datetime | None:
+    """The earliest document date among the tracked orders."""
+    since = now - timedelta(days=track_days)
+    return conn.execute(
+        select(func.min(t.orders.c.doc_date)).where(
+            or_(t.orders.c.status == "open", t.orders.c.close_time >= since, t.orders.c.updated_at >= since)
+        )
+    ).scalar()
+
+
+def tracked_cards(conn: Connection) -> dict[str, str]:
+    """Cards created in 1C but not yet handed out: 1C Ref_Key -> DataVersion last read."""
+    query = select(t.cards.c.onec_id, t.cards.c.onec_version).where(
+        t.cards.c.status == "virtual", t.cards.c.onec_id.is_not(None)
+    )
+    return {row.onec_id: row.onec_version or "" for row in conn.execute(query)}
+
+
+def versions(conn: Connection, entity: str, keys: Collection[str]) -> dict[str, str]:
+    """The DataVersion last applied (or written) for those of ``keys`` the bridge knows."""
+    wanted = list(keys)
+    if not wanted:
+        return {}
+    table, key, version = {
+        "order": (t.orders, t.orders.c.id, t.orders.c.version),
+        "return": (t.returns, t.returns.c.id, t.returns.c.version),
+        "customer": (t.customers, t.customers.c.id, t.customers.c.onec_version),
+        "card": (t.cards, t.cards.c.onec_id, t.cards.c.onec_version),
+    }.get(entity, (None, None, None))
+    if table is None or key is None or version is None:
+        return {}
+    found: dict[str, str] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        for row in conn.execute(select(key, version).where(key.in_(chunk))):
+            if row[1]:
+                found[row[0]] = row[1]
+    return found
+
+
+def set_card_version(conn: Connection, onec_id: str, version: str) -> None:
+    conn.execute(t.cards.update().where(t.cards.c.onec_id == onec_id).values(onec_version=version))
+
+
 def record_own_version(conn: Connection, obj: str, key: str, version: str, now: datetime) -> None:
     """Remember a DataVersion the bridge's own write produced, so reading it back changes nothing."""
     if not version:
@@ -57,7 +102,7 @@ def record_own_version(conn: Connection, obj: str, key: str, version: str, now: 
     elif obj == "partners":
         conn.execute(t.customers.update().where(t.customers.c.id == key).values(onec_version=version))
     elif obj == "cards":
-        pass  # card rows are matched by number; the version is not tracked
+        set_card_version(conn, key, version)
 
 
 def set_card_onec_id(conn: Connection, number: str, onec_id: str) -> None:

@@ -16,8 +16,9 @@ import pytest
 from sqlalchemy import Connection, Engine
 
 from bridge.errors import FatalHTTPError, TransientError
+from bridge.service.delivery import DeliveryStats, deliver_channel, deliver_webhooks, retry_at
 from bridge.simulator.site import SiteReceiver
-from bridge.site.webhook import DeliveryStats, WebhookSender, deliver_channel, deliver_webhooks, retry_at
+from bridge.site.webhook import WebhookSender
 from bridge.store import outbox
 from tests.site.site_kit import SECRET, T0, enqueue_snapshot, row, rows
 
