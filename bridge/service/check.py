@@ -154,9 +154,9 @@ def run_check(
         config: the loaded config (loading already reported config errors).
         environ: where to look up ``onec.password_env`` again (default: the value the config holds).
         client: an OData client to use instead of one built from the config.
-        exchange_plan: for ``poll.changes: exchange_plan``, the plan's entity set (default
-            ``poll.exchange_plan`` when the config has it).
-        exchange_node: the node's ``Ref_Key`` (default ``poll.exchange_node``).
+        exchange_plan: for ``poll.changes: exchange_plan``, the plan's entity set instead of
+            ``poll.exchange_plan``.
+        exchange_node: the node's ``Ref_Key`` instead of ``poll.exchange_node``.
     """
     report = CheckReport()
     report.add("Config", "ok", f"{config.config_path} is valid (change source: {config.poll.changes})")
@@ -172,8 +172,8 @@ def run_check(
             if config.discount_enabled and mapping.cards.kinds.entity_set in present:
                 _card_kind(report, client, mapping, config)
             if config.poll.changes == "exchange_plan":
-                plan = exchange_plan or getattr(config.poll, "exchange_plan", None)
-                node = exchange_node or getattr(config.poll, "exchange_node", None)
+                plan = exchange_plan or config.poll.exchange_plan
+                node = exchange_node or config.poll.exchange_node
                 _exchange_plan(report, client, metadata, plan, node)
     if config.poll.changes == "soap" or config.onec.soap.wsdl:
         _soap(report, config, password)
