@@ -179,9 +179,14 @@ def discount_line(
         )
     auto_pct = automatic_percent(level_percent, manual)
     gross = line.price * line.quantity if line.price else base
-    room = max(_ZERO, base - line.manual_discount_amount)
+    # What the row lost outside the discount fields (redeemed points the site took off the row
+    # when lines are net of points) stays lost: the level discount comes on top of it.
+    other = to_kopecks(
+        max(_ZERO, base - line.manual_discount_amount - line.auto_discount_amount - line.amount)
+    )
+    room = max(_ZERO, base - line.manual_discount_amount - other)
     auto_amt = min(room, max(_ZERO, to_kopecks(gross * auto_pct / _HUNDRED)))
-    amount = base - line.manual_discount_amount - auto_amt
+    amount = base - line.manual_discount_amount - auto_amt - other
     vat, with_vat = _with_vat(amount, vat_rate, price_includes_vat)
     changed = (
         auto_pct != line.auto_discount_percent

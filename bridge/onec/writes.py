@@ -85,7 +85,9 @@ def targets_patch(
     """
     chart = mapping.attributes
     patch: dict[str, Any] = {}
-    rows = [dict(r) for r in current_row.get(chart.section) or ()]
+    # 1C's tabular rows carry their owner's Ref_Key; it is not a column of the section and 1C
+    # refuses it in a PATCH, so rows go back without it.
+    rows = [{k: v for k, v in r.items() if k != REF_KEY} for r in current_row.get(chart.section) or ()]
     section_changed = False
     for target, value in wanted:
         if target is None:
@@ -210,7 +212,7 @@ def order_lines_discount_patch(
             "orders.lines.fields: auto_percent and auto_amount must be mapped for the discount program"
         )
     doc = DocReader(o.title, current_row.get(o.fields.number), current_row.get(o.fields.id))
-    rows = [dict(r) for r in current_row.get(o.lines.section) or ()]
+    rows = [{k: v for k, v in r.items() if k != REF_KEY} for r in current_row.get(o.lines.section) or ()]
     by_no = {_int(r.get(lf.line_no)): r for r in rows}
     changed = False
     for line in plan.lines:

@@ -54,6 +54,7 @@ class StateConfig(Section):
 
 class SoapConfig(Section):
     wsdl: str | None = None
+    address: HttpUrl | None = None  # overrides the WSDL's (often internal) service address
 
     @field_validator("wsdl")
     @classmethod
@@ -115,6 +116,8 @@ class PollConfig(Section):
     reconcile_days: Days = 90
     reconcile_at: Annotated[time, BeforeValidator(rules.hhmm)] = time(3, 30)
     backfill_window_days: Days = 7
+    exchange_plan: Text = "ExchangePlan_ОбменСайтом"  # entity set of the exchange plan (exchange_plan source)
+    exchange_node: Text | None = None  # the node's Ref_Key (exchange_plan source)
 
 
 class HttpConfig(Section):
@@ -164,6 +167,14 @@ class Config(Section):
                 "poll.changes",
                 "is soap but onec.soap.wsdl is not set; set onec.soap.wsdl to the web service's WSDL "
                 "or use changes: scan",
+            )
+        if value.changes == "exchange_plan" and not value.exchange_node:
+            rules.report(
+                info,
+                "poll.exchange_node",
+                "poll.changes is exchange_plan but no node is set; set poll.exchange_node to the "
+                "Ref_Key of the site's node of poll.exchange_plan "
+                "(1C: НСИ и администрирование → Синхронизация данных)",
             )
         return value
 

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy import Engine as SqlEngine
 
 from bridge.domain.book import Rules
+from bridge.domain.ledger import Event
+from bridge.domain.views import CustomerView
+from bridge.onec.mapping import Mapping
+from bridge.onec.odata import ODataClient
 from bridge.runtime.config import Config, default_config_path, load_config
+from bridge.service.composer import Composer, Notifier
+from bridge.service.cycle import Channel, Cycle
 from bridge.service.engine import Engine
+from bridge.service.gateway import Gateway
 from bridge.store.db import make_engine, require_current
 from bridge.store.ledger import LedgerStore
 
@@ -47,3 +58,153 @@ def build_engine(config: Config, rules: Rules | None = None) -> Engine:
     db = open_database(config)
     prefix = config.cards.prefix if config.discount_enabled else None
     return Engine(LedgerStore(db), rules or rules_of(config), config.tz, card_prefix=prefix)
+
+
+def onec_client(config: Config, **kwargs: Any) -> ODataClient:
+    return ODataClient(
+        config.onec.odata_url,
+        config.onec.username,
+        config.onec.password.get_secret_value(),
+        config.tz,
+        timeout_s=config.onec.timeout_s,
+        page_size=config.onec.page_size,
+        url_budget=config.onec.url_budget,
+        **kwargs,
+    )
+
+
+def make_source(config: Config, client: ODataClient, mapping: Mapping) -> Any:
+    """The change source ``poll.changes`` names."""
+    from bridge.onec.sources import ExchangePlanSource, ScanSource, SoapSource
+
+    if config.poll.changes == "exchange_plan":
+        assert config.poll.exchange_node is not None  # the config refuses it otherwise
+        return ExchangePlanSource(client, mapping, config.poll.exchange_plan, config.poll.exchange_node)
+    if config.poll.changes == "soap":
+        from bridge.onec.soap import SoapClient
+
+        soap = SoapClient(
+            config.wsdl_location or "",
+            config.onec.username,
+            config.onec.password.get_secret_value(),
+            address=config.onec.soap.address,
+            timeout_s=config.onec.timeout_s,
+            tz=config.tz,
+        )
+        return SoapSource(soap, config.tz)
+    return ScanSource(client, mapping, config.poll, config.tz)
+
+
+def make_notifier(config: Config) -> Notifier | None:
+    """Render SPEC §4's notifications into the outbox (each at most once), if a channel is on."""
+    notify = config.notify
+    if notify.sms.url is None and notify.email.smtp_host is None:
+        return None
+    from bridge.domain.model import Customer
+    from bridge.notify.templates import render
+    from bridge.store import outbox, tracking
+
+    def notifier(conn: Connection, event: Event, view: CustomerView, now: datetime) -> None:
+        known = tracking.contacts(conn, event.customer_id)
+        customer = Customer(event.customer_id, known["name"] or "", known["phone"], known["email"])
+        for message in render(event, view, customer, notify, config.tz):
+            outbox.enqueue(
+                conn,
+                channel=message.channel,
+                kind=message.kind,
+                customer_id=event.customer_id,
+                target=message.to,
+                payload=message.payload,
+                now=now,
+                dedup_key=message.dedup_key,
+            )
+
+    return notifier
+
+
+def channels(config: Config) -> list[Channel]:
+    """The outgoing channels the config turns on (1C write-back is always on)."""
+    found: list[Channel] = []
+    if config.site is not None:
+        from bridge.site.webhook import WebhookSender
+
+        previous = config.site.previous_secret
+        sender = WebhookSender(
+            config.site.webhook_url,
+            config.site.secret.get_secret_value(),
+            previous.get_secret_value() if previous is not None else None,
+            timeout_s=config.site.timeout_s,
+        )
+        found.append(Channel("webhook", sender.send, config.site.max_retry_hours))
+    hours = config.site.max_retry_hours if config.site is not None else 72
+    sms = config.notify.sms
+    if sms.url is not None:
+        from bridge.notify.sms import SmsSender
+
+        found.append(
+            Channel(
+                "sms",
+                SmsSender(sms.url, sms.token.get_secret_value(), sms.sender, timeout_s=sms.timeout_s).send,
+                hours,
+            )
+        )
+    email = config.notify.email
+    if email.smtp_host is not None:
+        from bridge.notify.email import EmailSender
+
+        sender_email = EmailSender(
+            email.smtp_host,
+            email.smtp_port,
+            email.username,
+            email.password.get_secret_value() if email.username else None,
+            email.from_ or "",
+            email.starttls,
+            timeout_s=email.timeout_s,
+            from_name=config.notify.shop_name,
+        )
+        found.append(Channel("email", sender_email.send, hours))
+    return found
+
+
+def build_cycle(
+    config: Config,
+    *,
+    clock: Callable[[], datetime],
+    history: bool = False,
+    source: Any = None,
+    heartbeat: Callable[[], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Cycle:
+    """The whole cycle for this config: 1C client and gateway, change source, engine, outbox."""
+    from bridge.onec.mapping import load_mapping
+
+    mapping = load_mapping(config.mapping_path)
+    rules = rules_of(config, bool(mapping.orders.lines_net_of_points))
+    client = onec_client(config)
+    gateway = Gateway(
+        client,
+        mapping,
+        config.tz,
+        groups=config.bonus.groups.keys() if config.bonus is not None else (),
+        delivery_products=config.delivery_products,
+        card_kind=config.cards.kind,
+    )
+    composer = Composer(
+        rules,
+        config.tz,
+        webhook=config.site is not None,
+        notifier=make_notifier(config),
+    )
+    engine = build_engine(config, rules)
+    engine.hooks.append(composer)
+    return Cycle(
+        engine=engine,
+        gateway=gateway,
+        source=source if source is not None else make_source(config, client, mapping),
+        track_days=config.poll.track_days,
+        channels=channels(config),
+        clock=clock,
+        history=history,
+        heartbeat=heartbeat,
+        progress=progress,
+    )

@@ -301,3 +301,32 @@ def test_line_discount_bounds(
         planned.auto_amount,
     )
     assert not discount_line(applied, level).changed
+
+
+def test_points_taken_off_the_row_stay_taken_off_under_the_level_discount() -> None:
+    """The site lowered a 14 700 row to 14 200 for 500 points; a 5 % level adds 735 on top."""
+    from decimal import Decimal
+
+    from bridge.domain.discounts import discount_line
+    from bridge.domain.model import OrderLine
+
+    row = OrderLine(1, "jacket", Decimal(1), Decimal(14200), Decimal(14700))
+    planned = discount_line(row, Decimal(5))
+    assert (planned.auto_percent, planned.auto_amount, planned.amount) == (
+        Decimal(5),
+        Decimal("735.00"),
+        Decimal("13465.00"),
+    )
+    again = discount_line(
+        OrderLine(
+            1,
+            "jacket",
+            Decimal(1),
+            planned.amount,
+            Decimal(14700),
+            auto_discount_percent=Decimal(5),
+            auto_discount_amount=planned.auto_amount,
+        ),
+        Decimal(5),
+    )
+    assert not again.changed and again.amount == planned.amount
