@@ -88,6 +88,119 @@ def main() -> None:
     """onec-loyalty-bridge: bonus points and level discounts for 1C:Trade Management 11."""
 
 
+def _logging(config: Any) -> None:
+    from bridge.runtime.logging import config_secrets, configure_logging
+
+    configure_logging(config.log.level, config.log.format, secrets=config_secrets(config))
+
+
+def _summary(result: Any) -> str:
+    deliveries = ", ".join(
+        f"{name} {d.sent} sent" for name, d in result.deliveries.items() if d.sent or d.dead
+    )
+    return (
+        f"cycle done: {result.documents_processed} documents applied, {result.documents_failed} failed, "
+        f"{result.writes_to_1c} writes to 1C ({result.requests_to_1c} requests)"
+        + (f"; {deliveries}" if deliveries else "")
+        + ("; stopped early" if result.stopped else "")
+    )
+
+
+@main.command()
+@config_option
+@now_option
+@guarded
+def once(config_path: Path | None, now_text: str | None) -> None:
+    """Exactly one full cycle: read changes, apply rules, write back, deliver; then exit."""
+    from bridge.runtime.signals import StopToken, install
+    from bridge.service.runner import CycleRunner
+    from bridge.service.wiring import load
+
+    config = load(config_path)
+    _logging(config)
+    now = parse_now(now_text, config.tz) if now_text else None
+    runner = CycleRunner(config, now=now)
+    token = StopToken()
+    uninstall = install(token)
+    try:
+        runner(token)
+    finally:
+        uninstall()
+    result = runner.last
+    assert result is not None
+    click.echo(_summary(result))
+    if result.documents_failed:
+        fail([f"quarantined: {line}" for line in result.failures], EX_DOCS_FAILED)
+
+
+@main.command()
+@config_option
+@guarded
+def run(config_path: Path | None) -> None:
+    """The daemon: poll forever on poll.interval_s; SIGTERM/SIGINT stop it after the unit in hand."""
+    from bridge.runtime.daemon import serve
+    from bridge.service.runner import CycleRunner
+    from bridge.service.wiring import load
+
+    config = load(config_path)
+    _logging(config)
+    runner = CycleRunner(config)
+    sys.exit(serve(runner, interval_s=config.poll.interval_s, listen=config.http.address))
+
+
+@main.command()
+@config_option
+@guarded
+def check(config_path: Path | None) -> None:
+    """Validate config and mapping, verify 1C's $metadata and the state database; print a report."""
+    from bridge.service.check import format_report, run_check
+    from bridge.service.wiring import load
+
+    config = load(config_path)
+    report = run_check(config)
+    click.echo(format_report(report))
+    if report.exit_code:
+        for line in report.problems:
+            click.echo(f"loyalty-bridge: check: {line}", err=True)
+        sys.exit(report.exit_code)
+
+
+@main.command()
+@click.option("--from", "since_text", required=True, metavar="DATE", help="First document date (ISO-8601).")
+@config_option
+@now_option
+@guarded
+def backfill(since_text: str, config_path: Path | None, now_text: str | None) -> None:
+    """Import orders since DATE as history: close time = document date, no notifications."""
+    from bridge.runtime.progress import Progress
+    from bridge.runtime.signals import StopToken, install
+    from bridge.service.runner import BackfillSource, CycleRunner
+    from bridge.service.wiring import load
+
+    config = load(config_path)
+    _logging(config)
+    try:
+        since = datetime.fromisoformat(since_text)
+    except ValueError:
+        raise click.BadParameter(f"{since_text!r} is not an ISO-8601 date", param_hint="--from") from None
+    since = since if since.tzinfo else since.replace(tzinfo=config.tz)
+    now = parse_now(now_text, config.tz) if now_text else None
+    runner = CycleRunner(config, now=now, history=True, source=BackfillSource(config, since))
+    token = StopToken()
+    uninstall = install(token)
+    with Progress(label="history documents") as progress:
+        runner.cycle.progress = progress.advance
+        try:
+            runner(token)
+        finally:
+            uninstall()
+    result = runner.last
+    assert result is not None
+    click.echo(_summary(result))
+    if result.documents_failed:
+        fail([f"quarantined: {line}" for line in result.failures], EX_DOCS_FAILED)
+
+
 @main.group()
 def db() -> None:
     """The state database."""

@@ -1,0 +1,148 @@
+"""What ``once``, ``run`` and ``backfill`` run: the cycle, with its report shaped for the runtime.
+
+Converts a ``CycleResult`` into the runtime's ``CycleStats`` (metrics, sd_notify status, health),
+adding the outbox depth and the age of its oldest pending message per channel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from bridge.runtime.config import Config
+from bridge.runtime.metrics import CycleStats
+from bridge.runtime.signals import StopToken
+from bridge.service.cycle import Cycle, CycleResult
+from bridge.service.wiring import build_cycle
+from bridge.store import schema as t
+from bridge.store.outbox import PENDING
+
+
+def outbox_depth(cycle: Cycle) -> tuple[dict[str, int], dict[str, float | None]]:
+    now = datetime.now(UTC)
+    depth: dict[str, int] = {}
+    oldest: dict[str, float | None] = {}
+    query = (
+        select(t.outbox.c.channel, func.count(t.outbox.c.id), func.min(t.outbox.c.created_at))
+        .where(t.outbox.c.status == PENDING)
+        .group_by(t.outbox.c.channel)
+    )
+    db = cycle.engine.store.engine
+    with db.connect() as conn:
+        for channel, count, first in conn.execute(query):
+            depth[channel] = int(count)
+            if isinstance(first, str):
+                first = t.UTCDateTime().process_result_value(first, conn.dialect)
+            oldest[channel] = (now - first).total_seconds() if first is not None else None
+    return depth, oldest
+
+
+def stats_of(cycle: Cycle, result: CycleResult, started: datetime) -> CycleStats:
+    depth, oldest = outbox_depth(cycle)
+    sent = sum(d.sent for d in result.deliveries.values())
+    failed = sum(d.dead for d in result.deliveries.values())
+    return CycleStats(
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        documents_processed=result.documents_processed,
+        documents_failed=result.documents_failed,
+        quarantined=result.documents_failed,
+        writes_to_1c=result.writes_to_1c,
+        deliveries_sent=sent,
+        deliveries_failed=failed,
+        requests_to_1c=result.requests_to_1c,
+        outbox_depth=depth,
+        outbox_oldest_age_s=oldest,
+        ok=True,
+    )
+
+
+def make_clock(now: datetime | None, tz: Any) -> Callable[[], datetime]:
+    """The cycle's clock: the real one, or ``--now`` (fixed for a one-shot run)."""
+    if now is not None:
+        return lambda: now
+    return lambda: datetime.now(UTC).astimezone(tz)
+
+
+class CycleRunner:
+    """A callable ``StopToken -> CycleStats`` for the daemon, keeping the last ``CycleResult``."""
+
+    def __init__(
+        self, config: Config, *, now: datetime | None = None, history: bool = False, source: Any = None
+    ):
+        self.token_heartbeat: Callable[[], None] = lambda: None
+        self.cycle = build_cycle(
+            config,
+            clock=make_clock(now, config.tz),
+            history=history,
+            source=source,
+            heartbeat=lambda: self.token_heartbeat(),
+        )
+        self.last: CycleResult | None = None
+
+    def __call__(self, token: StopToken) -> CycleStats:
+        self.token_heartbeat = token.heartbeat
+        started = datetime.now(UTC)
+        self.last = self.cycle.run(token)
+        return stats_of(self.cycle, self.last, started)
+
+
+class _HistoryPoll:
+    """``poll:`` settings for a backfill: start at ``--from``, no overlap, no sweep."""
+
+    def __init__(self, config: Config, since: datetime) -> None:
+        self.start = since
+        self.overlap_s = 0.0
+        self.reconcile_days = config.poll.reconcile_days
+        self.reconcile_at = config.poll.reconcile_at
+
+
+class _HistoryState:
+    """The state a backfill scan sees: no cursors, nothing tracked, the sweep just done."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def cursor(self, name: str) -> str | None:
+        return self.now.isoformat() if name == "last_reconcile" else None
+
+    def tracked(self, entity: str, now: datetime) -> dict[str, str]:
+        return {}
+
+    def tracked_since(self, entity: str, now: datetime) -> datetime | None:
+        return None
+
+    def versions(self, entity: str, keys: Any) -> dict[str, str]:
+        return {}
+
+
+class BackfillSource:
+    """Every document dated from ``since`` on, in date windows; commits no cursor of its own."""
+
+    name = "backfill"
+
+    def __init__(self, config: Config, since: datetime) -> None:
+        from bridge.onec.mapping import load_mapping
+        from bridge.onec.sources import ScanSource
+        from bridge.service.wiring import onec_client
+
+        mapping = load_mapping(config.mapping_path)
+        self.scan = ScanSource(
+            onec_client(config),
+            mapping,
+            _HistoryPoll(config, since),
+            config.tz,
+            window=timedelta(days=config.poll.backfill_window_days),
+        )
+
+    def read(self, state: Any, now: datetime) -> Any:
+        return self.scan.read(_HistoryState(now), now)
+
+    def cursor_updates(self) -> dict[str, str]:
+        return {}
+
+    def acknowledge(self) -> None:
+        """History leaves the regular change source's cursors alone."""

@@ -1,0 +1,141 @@
+"""The commands an administrator runs, end to end over real HTTP: `check`, `once`, `backfill`,
+`outbox`, against the 1C simulator (sample data) and a site receiver."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from bridge.cli import main
+from bridge.simulator import SimStore, Simulator, build_schema, load_sample
+from bridge.simulator.operator import Operator
+from bridge.simulator.site import SiteReceiver
+from tests.e2e.cycle_kit import SECRET, config_data
+
+
+@dataclass
+class Install:
+    sim: Simulator
+    site: SiteReceiver
+    config: Path
+    op: Operator
+
+
+def _install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: SimStore) -> Iterator[Install]:
+    with Simulator(store) as sim, SiteReceiver(SECRET) as site:
+        data = config_data(sim, site, tmp_path / "state.db")
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(_plain(data), allow_unicode=True), "utf-8")
+        monkeypatch.setenv("ONEC_PASSWORD", sim.password)
+        monkeypatch.setenv("SITE_WEBHOOK_SECRET", SECRET + "\n")  # a trailing newline is stripped
+        yield Install(sim, site, path, Operator(store))
+
+
+def _plain(value: object) -> object:
+    from decimal import Decimal
+
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Decimal):
+        return float(value) if value != value.to_integral_value() else int(value)
+    return value
+
+
+@pytest.fixture
+def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Install]:
+    store = SimStore()
+    load_sample(store)
+    yield from _install(tmp_path, monkeypatch, store)
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_check_once_and_idle_cycles(install: Install) -> None:
+    cfg = str(install.config)
+    assert cli("db", "upgrade", "--config", cfg)[0] == 0
+    code, out, err = cli("check", "--config", cfg)
+    assert code == 0, out + err
+    code, out, err = cli("once", "--config", cfg, "--now", "2026-03-20T12:00:00")
+    assert code in (0, 1), err
+    assert "documents applied" in out
+    store = install.sim.store
+    assert sum(store.effective_writes.values()) > 0
+    delivered = len(install.site.effective)
+    assert delivered > 0
+    # Three more cycles with no change in 1C: zero writes to 1C and zero new deliveries.
+    writes = dict(store.effective_writes)
+    patches = store.request_count("PATCH")
+    for minute in (1, 2, 3):
+        code, out, _ = cli("once", "--config", cfg, "--now", f"2026-03-20T12:0{minute}:00")
+        assert "0 documents applied" in out and "0 writes to 1C" in out
+    assert dict(store.effective_writes) == writes
+    assert store.request_count("PATCH") == patches
+    assert len(install.site.effective) == delivered
+
+
+def test_check_reports_a_missing_attribute_and_exits_78(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SimStore(build_schema("11.5").without(attributes=["Бонусы начислено"]))
+    load_sample(store)
+    for inst in _install(tmp_path, monkeypatch, store):
+        cli("db", "upgrade", "--config", str(inst.config))
+        code, out, err = cli("check", "--config", str(inst.config))
+        assert code == 78
+        assert "Бонусы начислено" in out and "Бонусы начислено" in err
+
+
+def test_cancelled_order_is_reversed_in_1c_and_on_the_site(install: Install) -> None:
+    cfg = str(install.config)
+    cli("db", "upgrade", "--config", cfg)
+    op = install.op
+    partner = op.partner("Орлова Вера Павловна", phone="+79031112233")
+    order = op.order(
+        partner, [("Велосипед городской Forward Dortmund 28 2.0", 1, 20000)], date=_t("2026-03-21T10:00:00")
+    )
+    op.close(order)
+    cli("once", "--config", cfg, "--now", "2026-03-21T12:00:00")
+    assert op.order_attribute(order, "Бонусы начислено") == 400
+    latest = install.site.latest(partner)
+    assert latest is not None and latest["bonus"]["total"] == "400"
+    op.cancel(order)
+    code, out, _ = cli("once", "--config", cfg, "--now", "2026-03-22T12:00:00")
+    assert op.order_attribute(order, "Бонусы начислено") in (None, 0)
+    assert op.partner_attribute(partner, "Бонусы всего") in (None, 0)
+    latest = install.site.latest(partner)
+    assert latest is not None and latest["bonus"]["total"] == "0"
+    assert "points_reversed" in install.site.effective[-1].json["data"]["reasons"]
+
+
+def test_outbox_lists_and_resends_dead_messages(install: Install) -> None:
+    cfg = str(install.config)
+    cli("db", "upgrade", "--config", cfg)
+    install.site.status(410, count=1000)  # the site refuses everything: dead at once
+    cli("once", "--config", cfg, "--now", "2026-03-20T12:00:00")
+    code, out, _ = cli("outbox", "--config", cfg)
+    assert code == 0 and "dead" in out
+    dead_ids = {d.webhook_id for d in install.site.deliveries}
+    install.site.reset()
+    code, out, _ = cli("outbox", "retry", "--all-dead", "--config", cfg, "--now", "2026-03-20T12:05:00")
+    assert code == 0
+    cli("once", "--config", cfg, "--now", "2026-03-20T12:06:00")
+    assert {d.webhook_id for d in install.site.effective} == dead_ids  # same webhook-id on re-send
+    assert cli("outbox", "--config", cfg)[1].startswith("outbox is empty")
+
+
+def _t(text: str):  # type: ignore[no-untyped-def]
+    from datetime import datetime
+
+    from tests.e2e.cycle_kit import MSK
+
+    return datetime.fromisoformat(text).replace(tzinfo=MSK)
