@@ -44,8 +44,8 @@ from bridge.runtime.config import Config
 __all__ = ["CheckItem", "CheckReport", "format_report", "odata_client", "onec_name", "run_check"]
 
 EX_OK, EX_UNAVAILABLE, EX_CONFIG = 0, 69, 78
-AREAS = ("Config", "Mapping", "1C connection", "1C metadata", "Additional attributes", "Loyalty cards")
-AREAS += ("Change source", "State database")
+AREAS: tuple[str, ...] = ("Config", "Mapping", "1C connection", "1C metadata", "Additional attributes")
+AREAS += ("Loyalty cards", "Change source", "State database")
 ODATA_CONTENT = (
     "1C: Администрирование → Общие настройки → Интеграция с другими программами → "
     "Настройка стандартного интерфейса OData (the menu path may vary by release)"
@@ -401,7 +401,7 @@ def _soap(report: CheckReport, config: Config, password: str) -> None:
         wsdl, config.onec.username, password, timeout_s=float(config.onec.timeout_s), tz=config.tz
     )
     try:
-        service = zeep.Client(wsdl, transport=soap.transport, settings=soap.settings)
+        service = zeep.Client(wsdl, transport=soap.transport, settings=soap.settings)  # type: ignore[no-untyped-call]
         operations = _operations(service)
     except TransientError as exc:
         report.add(area, "unreachable", f"cannot load the WSDL {wsdl}: {exc}")

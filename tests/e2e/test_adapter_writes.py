@@ -11,7 +11,6 @@ from decimal import Decimal
 import pytest
 
 from bridge.domain.views import OrderView
-from bridge.errors import OneCError
 from bridge.onec.mapping import resolve_attributes
 from bridge.onec.writes import order_attribute_patch
 from bridge.simulator import SimStore, Simulator, load_sample
@@ -26,19 +25,6 @@ def sim() -> Iterator[Simulator]:
         yield simulator
 
 
-def without_owner_keys(body: dict) -> dict:
-    """Drop the owner's ``Ref_Key`` that 1C puts in every tabular-section row it sends.
-
-    ``order_attribute_patch`` returns the section as read, owner key included, and the simulator
-    refuses that property in a PATCH (see the xfail below): until writes.py or the simulator
-    settles it, the round trip is proven with the key removed.
-    """
-    return {
-        k: [{f: v for f, v in r.items() if f != "Ref_Key"} for r in rows] if isinstance(rows, list) else rows
-        for k, rows in body.items()
-    }
-
-
 def sample_view(key: str) -> OrderView:
     return OrderView(
         order_id=key,
@@ -47,23 +33,6 @@ def sample_view(key: str) -> OrderView:
         available_from=datetime(2026, 3, 15, 12, 0, tzinfo=MSK),
         message="",
         issue_card=True,
-    )
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=OneCError,
-    reason="writes.py sends section rows with the owner's Ref_Key; the simulator answers 400",
-)
-def test_order_attribute_patch_as_built_is_accepted(sim: Simulator) -> None:
-    m, c = mapping(), client(sim)
-    keys = resolve_attributes(m, c.iter_all(m.attributes.entity_set))
-    key = next(r for r in sim.store.rows(ORDERS) if r["Статус"] != "Закрыт")["Ref_Key"]
-    c.patch_with_version(
-        ORDERS,
-        key,
-        lambda row: order_attribute_patch(row, sample_view(key), m, keys, MSK) or {},
-        select=list(m.select_fields("orders")),
     )
 
 
@@ -77,7 +46,7 @@ def test_order_attributes_round_trip_and_an_unchanged_view_writes_nothing(sim: S
     select = list(m.select_fields("orders"))
 
     def body(row: dict) -> dict:
-        return without_owner_keys(order_attribute_patch(row, view, m, keys, MSK) or {})
+        return order_attribute_patch(row, view, m, keys, MSK) or {}
 
     answer = c.patch_with_version(ORDERS, key, body, select=select)
     after = store.get(ORDERS, key)
