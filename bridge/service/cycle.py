@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import structlog
 from sqlalchemy import Connection
 
-from bridge.domain.model import Order
+from bridge.domain.model import CardStatus, Order
 from bridge.errors import BridgeError, DocumentError, TransientError
 from bridge.service.delivery import DeliveryStats, deliver_channel
 from bridge.service.engine import Engine
@@ -203,6 +203,8 @@ class Cycle:
                     self.engine.apply_return(self.gateway.return_doc(change.row), now)
             elif change.entity == "customer":
                 self._customer(change.key, change.row)
+            elif change.entity == "card":
+                self._card(change, now)
             else:
                 doc.debug("cycle.skip_entity")
                 return
@@ -244,12 +246,28 @@ class Cycle:
         order = self._resolve_card(order)
         assert order.customer_id is not None
         contacts = self._contacts_for(order.customer_id)
+        if self.engine.card_prefix is not None and not self._has_card(order.customer_id):
+            for card in self.gateway.cards_of(order.customer_id)[:1]:
+                self.engine.adopt_card(card, now)  # keep the number 1C already has
 
         def prepare(conn: Connection) -> None:
             if contacts is not None:
                 tracking.set_contacts(conn, order.customer_id or "", **contacts)
 
         self.engine.apply_order(order, now, history=self.history, prepare=prepare)
+
+    def _has_card(self, customer_id: str) -> bool:
+        with self.engine.store.engine.connect() as conn:
+            return self.engine.store.customer_card(conn, customer_id) is not None
+
+    def _card(self, change: Any, now: datetime) -> None:
+        if change.row is None:
+            return
+        card = self.gateway.card(change.row)
+        with self.engine.store.transaction() as conn:
+            tracking.set_card_version(conn, change.key, change.version)
+        if card is not None and card.status is CardStatus.ISSUED:
+            self.engine.card_issued(card.customer_id, now)
 
     def _resolve_card(self, order: Order) -> Order:
         """An order naming a card instead of a customer: find the owner, refuse a name mismatch."""
@@ -314,9 +332,9 @@ class Cycle:
     def _write_back(self, msg: OutboxMessage) -> None:
         def record(obj: str, key: str, version: str) -> None:
             with self.engine.store.transaction() as conn:
-                tracking.record_own_version(conn, obj, key, version, self.clock())
                 if obj == "cards" and msg.kind == "card":
                     tracking.set_card_onec_id(conn, msg.payload["number"], key)
+                tracking.record_own_version(conn, obj, key, version, self.clock())
 
         outcome = self.gateway.write(msg, record)
         if outcome == "written":

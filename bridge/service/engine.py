@@ -126,6 +126,41 @@ class Engine:
             self.store.mark_processed(conn, ret.id, ret.version, customer, now)
             return Applied(False, customer, facts, events, entries)
 
+    # --- cards ---------------------------------------------------------------------------------------
+
+    def adopt_card(self, card: Card, now: datetime) -> bool:
+        """Register a card 1C already has for the customer (its number is kept). False if known."""
+        with self.store.transaction() as conn:
+            self.store.lock_customer(conn, card.customer_id, now)
+            if self.store.customer_card(conn, card.customer_id) is not None:
+                return False
+            if self.store.card_number_taken(conn, card.number):
+                return False
+            self.store.add_card(conn, card, None, now)
+            return True
+
+    def card_issued(self, customer_id: str, now: datetime) -> Applied:
+        """The warehouse handed the card out: the card is ``issued``, open orders stop asking for one."""
+        with self.store.transaction() as conn:
+            self.store.lock_customer(conn, customer_id, now)
+            book = self.store.load_book(conn, customer_id, self.store.open_orders(conn, customer_id))
+            if book.card is None or book.card.status is CardStatus.ISSUED:
+                return Applied(True, customer_id)
+            self.store.set_card_status(conn, customer_id, CardStatus.ISSUED, now)
+            book.card = replace(book.card, status=CardStatus.ISSUED)
+            book.emit(
+                Event(
+                    Reason.CARD_ISSUED,
+                    customer_id,
+                    f"card_issued:{book.card.number}",
+                    now,
+                    detail={"card": book.card.number},
+                )
+            )
+            events = tuple(book.new_events)
+            self._finish(conn, book, now, False)
+            return Applied(False, customer_id, None, events, 0)
+
     # --- time ----------------------------------------------------------------------------------------
 
     def tick(self, now: datetime) -> list[Applied]:

@@ -15,13 +15,14 @@ from typing import Any
 import structlog
 
 from bridge.domain.discounts import plan_order_discount
-from bridge.domain.model import Customer, Order, OrderStatus, ReturnDoc
+from bridge.domain.model import Card, Customer, Order, OrderStatus, ReturnDoc
 from bridge.errors import DocumentError
-from bridge.onec.literals import eq
+from bridge.onec.literals import Guid, eq
 from bridge.onec.mapping import REF_KEY, AttributeKeys, Mapping, resolve_attributes
 from bridge.onec.odata import ODataClient
 from bridge.onec.translate import (
     ProductIndex,
+    card_from_row,
     customer_from_row,
     order_from_row,
     return_from_row,
@@ -158,6 +159,18 @@ class Gateway:
             sid, order = sale_link(sale_row, self.mapping)
             links[sid] = order
         return return_from_row(row, self.mapping, links, self.tz)
+
+    def card(self, row: dict[str, Any]) -> Card | None:
+        """A card row as the domain sees it (None when annulled, deleted, without number or owner)."""
+        return card_from_row(row, self.mapping, self.keys)
+
+    def cards_of(self, customer_id: str) -> list[Card]:
+        """The usable cards 1C already has for a partner (of the configured kind, when one is set)."""
+        f = self.mapping.cards.fields
+        rows = self.client.query(self.sets["cards"], filter=eq(f.customer, Guid(customer_id)), top=20)
+        kind = self.card_kind_key() if self._card_kind else None
+        cards = [c for r in rows if (kind is None or str(r.get(f.kind)) == kind) and (c := self.card(r))]
+        return cards
 
     def find_card(self, number: str) -> dict[str, Any] | None:
         f = self.mapping.cards.fields

@@ -372,6 +372,7 @@ class LedgerStore:
                 status=card.status.value,
                 onec_id=card.onec_id,
                 created_at=now,
+                issued_at=now if card.status is CardStatus.ISSUED else None,
             )
         )
 
@@ -384,6 +385,15 @@ class LedgerStore:
             .where(t.cards.c.customer_id == customer_id)
             .values(status=status.value, issued_at=now if status is CardStatus.ISSUED else None)
         )
+
+    def customer_card(self, conn: Connection, customer_id: str) -> str | None:
+        return conn.execute(select(t.cards.c.number).where(t.cards.c.customer_id == customer_id)).scalar()
+
+    def open_orders(self, conn: Connection, customer_id: str) -> list[str]:
+        query = select(t.orders.c.id).where(
+            t.orders.c.customer_id == customer_id, t.orders.c.status == "open"
+        )
+        return list(conn.execute(query).scalars())
 
     def customer_by_card(self, conn: Connection, number: str) -> str | None:
         return conn.execute(select(t.cards.c.customer_id).where(t.cards.c.number == number)).scalar()

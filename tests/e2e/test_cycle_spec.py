@@ -58,3 +58,47 @@ def test_example_1_and_2_through_1c(tmp_path: Path) -> None:
             d.json["data"]["sequence"] for d in w.site.effective if d.json["data"]["customer"]["id"] == dmitry
         ]
         assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)
+
+
+def test_card_to_issue_until_1c_marks_it_issued(tmp_path: Path) -> None:
+    with world(tmp_path, start=t(3, 1), bonus=None) as w:
+        vera = w.op.partner("Орлова Вера Павловна", phone="+79031112233")
+        first = w.op.order(vera, [(BIKE, 1, 3000)], date=t(3, 1, 10))
+        w.once(t(3, 1, 11))
+        assert w.order_attr(first, "Выдать дисконтную карту") is True
+        cards = w.op.cards_of(vera)
+        assert len(cards) == 1 and cards[0]["Штрихкод"].startswith("2990") and len(cards[0]["Штрихкод"]) == 13
+        w.op.hand_out_card(cards[0]["Ref_Key"])
+        second = w.op.order(vera, [(BIKE, 1, 2000)], date=t(3, 2, 10))
+        w.once(t(3, 2, 11))
+        assert w.order_attr(first, "Выдать дисконтную карту") in (None, False)
+        assert w.order_attr(second, "Выдать дисконтную карту") in (None, False)
+        assert w.site is not None
+        latest = w.site.latest(vera)
+        assert latest is not None and latest["customer"]["card_status"] == "issued"
+
+
+def test_example_6_level_discount_on_an_open_order(tmp_path: Path) -> None:
+    with world(tmp_path, start=t(3, 1), bonus=None) as w:
+        anna = w.op.partner("Петрова Анна Сергеевна", email="anna@example.ru")
+        w.op.order(anna, [(BIKE, 1, 12000)], date=t(3, 1, 10), status="Закрыт")
+        w.once(t(3, 1, 11))  # 12 000 in the period: «Фанат животных», 5 %
+        assert w.partner_attr(anna, "Уровень клиента") == "Фанат животных"
+        order = w.op.order(anna, [(JACKET, 1, 14700), (BIKE, 1, 1000)], date=t(3, 2, 10))
+        row = w.store.get("Document_ЗаказКлиента", order)
+        assert row is not None
+        promo = dict(
+            row["Товары"][0], ПроцентРучнойСкидки=D(7), СуммаРучнойСкидки=D("1029.00"), Сумма=D("13671.00")
+        )
+        w.store.patch("Document_ЗаказКлиента", order, {"Товары": [promo, row["Товары"][1]]}, count=False)
+        w.once(t(3, 2, 11))
+        lines = w.store.get("Document_ЗаказКлиента", order)["Товары"]  # type: ignore[index]
+        assert (lines[0]["ПроцентАвтоматическойСкидки"], lines[0]["Сумма"]) == (
+            D(0),
+            D("13671.00"),
+        )  # 7 % stays
+        assert (lines[1]["ПроцентАвтоматическойСкидки"], lines[1]["Сумма"]) == (D(5), D("950.00"))
+        assert w.store.get("Document_ЗаказКлиента", order)["СуммаДокумента"] == D("14621.00")  # type: ignore[index]
+        w.op.close(order)
+        w.once(t(3, 3, 11))
+        assert w.store.get("Document_ЗаказКлиента", order)["Товары"][1]["Сумма"] == D("950.00")  # type: ignore[index]
