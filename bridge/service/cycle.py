@@ -67,6 +67,7 @@ class CycleResult:
     requests_to_1c: int = 0
     stopped: bool = False
     duration_s: float = 0.0
+    by_entity: dict[str, int] = field(default_factory=dict)
 
 
 class StoreState:
@@ -209,6 +210,7 @@ class Cycle:
                 doc.debug("cycle.skip_entity")
                 return
             result.documents_processed += 1
+            result.by_entity[change.entity] = result.by_entity.get(change.entity, 0) + 1
             with self.engine.store.transaction() as conn:
                 tracking.release_quarantine(conn, change.key)
         except DocumentError as exc:
@@ -247,8 +249,8 @@ class Cycle:
         assert order.customer_id is not None
         contacts = self._contacts_for(order.customer_id)
         if self.engine.card_prefix is not None and not self._has_card(order.customer_id):
-            for card in self.gateway.cards_of(order.customer_id)[:1]:
-                self.engine.adopt_card(card, now)  # keep the number 1C already has
+            for card, version in self.gateway.cards_of(order.customer_id)[:1]:
+                self.engine.adopt_card(card, now, version)  # keep the number 1C already has
 
         def prepare(conn: Connection) -> None:
             if contacts is not None:

@@ -128,7 +128,7 @@ class Engine:
 
     # --- cards ---------------------------------------------------------------------------------------
 
-    def adopt_card(self, card: Card, now: datetime) -> bool:
+    def adopt_card(self, card: Card, now: datetime, version: str = "") -> bool:
         """Register a card 1C already has for the customer (its number is kept). False if known."""
         with self.store.transaction() as conn:
             self.store.lock_customer(conn, card.customer_id, now)
@@ -136,7 +136,7 @@ class Engine:
                 return False
             if self.store.card_number_taken(conn, card.number):
                 return False
-            self.store.add_card(conn, card, None, now)
+            self.store.add_card(conn, card, None, now, onec_version=version or None)
             return True
 
     def card_issued(self, customer_id: str, now: datetime) -> Applied:

@@ -164,13 +164,17 @@ class Gateway:
         """A card row as the domain sees it (None when annulled, deleted, without number or owner)."""
         return card_from_row(row, self.mapping, self.keys)
 
-    def cards_of(self, customer_id: str) -> list[Card]:
-        """The usable cards 1C already has for a partner (of the configured kind, when one is set)."""
+    def cards_of(self, customer_id: str) -> list[tuple[Card, str]]:
+        """The usable cards 1C already has for a partner (of the configured kind, when one is set),
+        each with its DataVersion."""
         f = self.mapping.cards.fields
         rows = self.client.query(self.sets["cards"], filter=eq(f.customer, Guid(customer_id)), top=20)
         kind = self.card_kind_key() if self._card_kind else None
-        cards = [c for r in rows if (kind is None or str(r.get(f.kind)) == kind) and (c := self.card(r))]
-        return cards
+        return [
+            (c, str(r.get("DataVersion") or ""))
+            for r in rows
+            if (kind is None or str(r.get(f.kind)) == kind) and (c := self.card(r))
+        ]
 
     def find_card(self, number: str) -> dict[str, Any] | None:
         f = self.mapping.cards.fields

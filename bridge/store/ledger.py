@@ -363,7 +363,15 @@ class LedgerStore:
         ).scalar_one()
         return value
 
-    def add_card(self, conn: Connection, card: Card, serial: int | None, now: datetime) -> None:
+    def add_card(
+        self,
+        conn: Connection,
+        card: Card,
+        serial: int | None,
+        now: datetime,
+        *,
+        onec_version: str | None = None,
+    ) -> None:
         conn.execute(
             t.cards.insert().values(
                 number=card.number,
@@ -371,6 +379,7 @@ class LedgerStore:
                 customer_id=card.customer_id,
                 status=card.status.value,
                 onec_id=card.onec_id,
+                onec_version=onec_version,
                 created_at=now,
                 issued_at=now if card.status is CardStatus.ISSUED else None,
             )

@@ -55,6 +55,22 @@ def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Install
     yield from _install(tmp_path, monkeypatch, store)
 
 
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """The CLI configures logging for the process; put the test process's back afterwards."""
+    import logging
+
+    import structlog
+
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.configure(**saved)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 def cli(*args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(main, list(args), catch_exceptions=False)
     return result.exit_code, result.stdout, result.stderr
@@ -109,7 +125,8 @@ def test_cancelled_order_is_reversed_in_1c_and_on_the_site(install: Install) -> 
     latest = install.site.latest(partner)
     assert latest is not None and latest["bonus"]["total"] == "400"
     op.cancel(order)
-    code, out, _ = cli("once", "--config", cfg, "--now", "2026-03-22T12:00:00")
+    code, _, _ = cli("once", "--config", cfg, "--now", "2026-03-22T12:00:00")
+    assert code == 0
     assert op.order_attribute(order, "Бонусы начислено") in (None, 0)
     assert op.partner_attribute(partner, "Бонусы всего") in (None, 0)
     latest = install.site.latest(partner)
