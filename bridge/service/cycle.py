@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import structlog
 from sqlalchemy import Connection
 
+from bridge import crashpoints
 from bridge.domain.model import CardStatus, Order
 from bridge.errors import BridgeError, DocumentError, TransientError
 from bridge.service.delivery import DeliveryStats, deliver_channel
@@ -149,15 +150,19 @@ class Cycle:
             if token.requested:
                 complete = False
                 break
+            crashpoints.point("after_fetch")
             self._process(change, now, result)
+            crashpoints.point("after_commit")
             self.heartbeat()
             self.progress(1)
         if complete and not token.requested:
             updates = self.source.cursor_updates()
+            crashpoints.point("before_cursor")
             if updates:
                 with self.engine.store.transaction() as conn:
                     for name, value in updates.items():
                         tracking.set_cursor(conn, name, value, now)
+            crashpoints.point("after_cursor")
             self.source.acknowledge()
         else:
             result.stopped = True

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy import Connection
 
+from bridge import crashpoints
 from bridge.errors import BridgeError, TransientError
 from bridge.net import backoff_delay
 from bridge.site.webhook import WebhookSender
@@ -154,8 +155,11 @@ def deliver_channel(
                 stats.dead += 1
                 bound.warning("outbox.dead", attempts=msg.attempts + 1, error=_describe(exc))
             else:
+                if channel == "webhook":
+                    crashpoints.point("webhook_sent")
                 with conn_factory() as conn:
                     outbox.mark_sent(conn, msg.id, now)
+                crashpoints.point("delivery_marked")
                 stats.sent += 1
 
 

@@ -15,6 +15,7 @@ from datetime import datetime, tzinfo
 
 from sqlalchemy import Connection
 
+from bridge import crashpoints
 from bridge.domain import apply as rules_apply
 from bridge.domain.book import Book, OrderFacts, Rules
 from bridge.domain.cards import card_number
@@ -236,3 +237,4 @@ class Engine:
             hook(conn, book, now, history)
         next_due = rules_apply.next_due(book, self.rules, now)
         self.store.save_book(conn, book, now, history=history, next_due=next_due)
+        crashpoints.point("before_commit")

@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from bridge import crashpoints
 from bridge.domain.discounts import plan_order_discount
 from bridge.domain.model import Card, Customer, Order, OrderStatus, ReturnDoc
 from bridge.errors import DocumentError
@@ -227,6 +228,7 @@ class Gateway:
             return patch
 
         answer = self.client.patch_with_version(self.sets[obj], key, body, select=select)
+        crashpoints.point("writeback_sent")
         if sent and sent[-1]:
             version = str(answer.get("DataVersion") or "")
             if not version:
@@ -258,6 +260,7 @@ class Gateway:
             return "unchanged"
         body = card_create_body(number, customer_id, self.card_kind_key(), self.mapping, self.keys)
         created = self.client.create(self.sets["cards"], body)
+        crashpoints.point("writeback_sent")
         record("cards", str(created.get(REF_KEY) or ""), str(created.get("DataVersion") or ""))
         log.info("onec.card_created", number=number, customer=customer_id)
         return "written"
