@@ -142,8 +142,10 @@ def test_config_from_environment_variable(config_file: Path, monkeypatch: pytest
 def test_demo_runs_on_a_fresh_machine(tmp_path: Path) -> None:
     code, out, err = run("demo", "--keep", str(tmp_path / "demo"))
     assert code == 0, err
-    assert "отказ: «Доступно 0 бонусов, запрошено 100" in out
-    assert "начислено 639 бонусов" in out
+    assert "Доступно 0 бонусов, запрошено 100" in out  # a redemption refused
+    assert "spent 500, earned 639" in out  # SPEC example 1, through 1C
+    assert "level discount 5 % → 2850" in out  # a level promotion, its discount on an open order
+    assert "all verified: True" in out
     assert (tmp_path / "demo" / "state.db").exists()
 
 

@@ -1,163 +1,252 @@
-"""``loyalty-bridge demo``: the rules engine and ledger on built-in sample data, across simulated days.
+"""``loyalty-bridge demo``: the whole pipeline on a fresh machine, with no config and no 1C.
 
-Runs with no config and no 1C: a temporary SQLite state database, the programs of SPEC.md's worked
-examples, and a scripted month of a bike-and-pet shop's orders. Prints each customer's state
-before and after and every event the site and the customer would hear about.
+Starts the built-in 1C simulator (reference catalogs, the loyalty additional attributes) and a
+local site receiver on loopback, keeps SQLite state in a temporary folder, and plays a month of a
+shop's life across simulated days — a tier rising, a redemption accepted and one refused, a hold
+ending, a level promotion with the discount written into an open order — running real cycles over
+HTTP. Prints what landed in 1C and what the site received, before and after.
 """
 
 from __future__ import annotations
 
+import base64
+import secrets
 import tempfile
-from dataclasses import replace
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
 
-from bridge.domain.book import Rules
-from bridge.domain.model import (
-    BonusRules,
-    DiscountRules,
-    Level,
-    Order,
-    OrderLine,
-    OrderStatus,
-    Tier,
-)
-from bridge.domain.money import points_str, ru_number
-from bridge.domain.present import customer_view, order_view
-from bridge.service.engine import Engine
-from bridge.service.snapshot import percent_str
+from bridge.runtime.config import config_from_data
+from bridge.runtime.signals import StopToken
+from bridge.service.cycle import CycleResult
+from bridge.service.wiring import build_cycle
+from bridge.simulator import SimStore, Simulator, load_reference
+from bridge.simulator.operator import Operator
+from bridge.simulator.site import SiteReceiver
 from bridge.store.db import make_engine, upgrade
-from bridge.store.ledger import LedgerStore
 
 TZ = ZoneInfo("Europe/Moscow")
-D = Decimal
-RULES = Rules(
-    bonus=BonusRules(
-        tiers=(
-            Tier("silver", "Серебряный", D(0), D("0.02")),
-            Tier("gold", "Золотой", D(30000), D("0.03")),
-            Tier("platinum", "Платиновый", D(100000), D("0.05")),
-            Tier("vip", "VIP", D(300000), D("0.07")),
-        ),
-        groups={"Велосипеды": D("1.0"), "Одежда": D("1.5"), "Распродажа": D(0)},
-    ),
-    discount=DiscountRules(
-        levels=(
-            Level("base", "Новичок", D(0), D(0), None),
-            Level("fan", "Фанат животных", D(10000), D(5), 180),
-            Level("king", "Царь зверей", D(50000), D(10), 180),
-        ),
-        period_days=365,
-    ),
+BIKE = "Велосипед городской Forward Dortmund 28 2.0"
+MTB = "Велосипед горный Stels Navigator 700 MD 27.5"
+JACKET = "Куртка велосипедная Gore Wear C5 Gore-Tex"
+GLOVES = "Велоперчатки Author Comfort"
+SALE = "Шлем Cigna WT-015 (уценка)"
+DELIVERY = "Доставка"
+PARTNER_FIELDS = (
+    ("Статус бонусной карты", "tier"),
+    ("Бонусы всего", "total"),
+    ("Бонусы доступно", "available"),
+    ("Уровень клиента", "level"),
+    ("Скидка уровня, %", "discount %"),
+    ("Уровень действует до", "valid until"),
 )
-NAMES = {"dmitry": "Дмитрий", "anna": "Анна", "olga": "Ольга"}
+ORDER_FIELDS = (
+    ("Бонусы списано", "spent"),
+    ("Бонусы начислено", "earned"),
+    ("Бонусы доступны с", "available from"),
+    ("Выдать дисконтную карту", "card to issue"),
+    ("Лояльность: сообщение", "message"),
+)
 
 
 def _t(month: int, day: int, hour: int = 12) -> datetime:
     return datetime(2026, month, day, hour, tzinfo=TZ)
 
 
-def _order(
-    oid: str, who: str, items: list[tuple[str, int]], day: datetime, *, redeem: int = 0, status: OrderStatus
-) -> Order:
-    lines = tuple(
-        OrderLine(i, f"{group}-{i}", D(1), D(amount), D(amount), group=group, delivery=group == "Доставка")
-        for i, (group, amount) in enumerate(items, start=1)
-    )
-    return Order(oid, "1", oid, day, who, status, True, False, lines, D(redeem))
+def demo_config(sim: Simulator, site: SiteReceiver, state: Path) -> dict[str, Any]:
+    mapping = Path(__file__).resolve().parents[2] / "mappings" / "ut11.yaml"
+    return {
+        "timezone": "Europe/Moscow",
+        "delivery_products": [DELIVERY],
+        "state": {"url": f"sqlite:///{state}"},
+        "onec": {
+            "odata_url": sim.odata_url,
+            "username": sim.username,
+            "password_env": "DEMO_ONEC_PASSWORD",
+            "mapping": str(mapping),
+            "timeout_s": 10,
+        },
+        "poll": {"start": "2026-01-01T00:00:00"},
+        "bonus": {
+            "groups": {"Одежда": Decimal("1.5"), "Распродажа": 0},
+            "tiers": [
+                {"code": "silver", "name": "Серебряный", "threshold": 0, "rate": Decimal("0.02")},
+                {"code": "gold", "name": "Золотой", "threshold": 30000, "rate": Decimal("0.03")},
+                {"code": "platinum", "name": "Платиновый", "threshold": 100000, "rate": Decimal("0.05")},
+                {"code": "vip", "name": "VIP", "threshold": 300000, "rate": Decimal("0.07")},
+            ],
+        },
+        "discount": {
+            "levels": [
+                {"code": "base", "name": "Новичок", "threshold": 0, "percent": 0, "term_days": None},
+                {"code": "fan", "name": "Фанат", "threshold": 50000, "percent": 5, "term_days": 180},
+                {
+                    "code": "king",
+                    "name": "Король дорог",
+                    "threshold": 150000,
+                    "percent": 10,
+                    "term_days": 180,
+                },
+            ]
+        },
+        "cards": {"prefix": "2990", "kind": "Дисконтная карта"},
+        "site": {"webhook_url": site.url, "secret_env": "DEMO_SITE_SECRET"},
+        "log": {"level": "warning", "format": "console"},
+    }
 
 
-def _state(engine: Engine, who: str, now: datetime) -> str:
-    v = customer_view(engine.book(who), engine.rules, now, TZ)
-    assert v.tier is not None and v.level is not None
-    return (
-        f"{v.tier.name:<10} объём {ru_number(v.volume, 0):>7}  бонусы: всего {points_str(v.total):>4}, "
-        f"доступно {points_str(v.available):>4}  |  уровень {v.level.name} ({percent_str(v.level.percent)} %)"
-        + (f" до {v.valid_until.astimezone(TZ):%d.%m.%Y}" if v.valid_until else "")
-    )
+def _show(value: Any) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "да" if value else "нет"
+    if isinstance(value, datetime):
+        return value.strftime("%d.%m.%Y")
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    return str(value)
+
+
+class Demo:
+    def __init__(self, folder: Path, say: Callable[[str], None]) -> None:
+        self.folder = folder
+        self.say = say
+
+    def run(self) -> None:
+        store = SimStore()
+        load_reference(store)
+        secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+        with Simulator(store) as sim, SiteReceiver(secret) as site:
+            data = demo_config(sim, site, self.folder / "state.db")
+            env = {"DEMO_ONEC_PASSWORD": sim.password, "DEMO_SITE_SECRET": secret}
+            config = config_from_data(data, config_path=self.folder / "config.yaml", environ=env)
+            db = make_engine(config.state.url)
+            upgrade(db)
+            db.dispose()
+            clock = [_t(1, 5)]
+            cycle = build_cycle(config, clock=lambda: clock[0])
+            self.op = Operator(store)
+            self.sim, self.site = sim, site
+
+            def once(at: datetime, what: str) -> CycleResult:
+                clock[0] = at
+                result = cycle.run(StopToken())
+                self.say(
+                    f"  {at:%d.%m %H:%M}  {what:<58} → {result.documents_processed} doc., "
+                    f"{result.writes_to_1c} writes to 1C, "
+                    f"{sum(d.sent for n, d in result.deliveries.items() if n == 'webhook')} webhooks"
+                )
+                return result
+
+            self.script(once)
+
+    def script(self, once: Callable[[datetime, str], CycleResult]) -> None:
+        op, say = self.op, self.say
+        dmitry = op.partner("Соколов Дмитрий Андреевич", phone="+79161234567", email="d.sokolov@mail.ru")
+        anna = op.partner("Петрова Анна Сергеевна", phone="+79031234567")
+        olga = op.partner("Морозова Ольга Игоревна", email="olga.morozova@yandex.ru")
+        self.people = {"Дмитрий": dmitry, "Анна": anna, "Ольга": olga}
+        say("\nHISTORY (January): what the customers bought before")
+        op.order(dmitry, [(MTB, 1, 25000)], date=_t(1, 5, 10), status="Закрыт")
+        op.order(dmitry, [(SALE, 1, 5000)], date=_t(1, 5, 11), status="Закрыт")
+        op.order(anna, [(SALE, 10, 2000)], date=_t(1, 6, 10), status="Закрыт")
+        op.order(
+            olga, [(MTB, 1, 40000), (GLOVES, 4, 1500), (DELIVERY, 1, 500)], date=_t(1, 7, 10), status="Закрыт"
+        )
+        once(_t(1, 7, 12), "the bridge reads the January orders")
+        once(_t(3, 1, 9), "1 March: holds are over")
+        self.report("BEFORE (1 March 2026) — what 1C shows on the partner cards")
+
+        say("\nWHAT HAPPENS (simulated days, one bridge cycle after each step)")
+        jacket = op.order(dmitry, [(JACKET, 1, 14700)], date=_t(3, 1, 10), redeem=500)
+        once(_t(3, 1, 10), "Дмитрий orders a 14 700 jacket, spends 500 points")
+        bike = op.order(anna, [(BIKE, 1, 20000), (DELIVERY, 1, 500)], date=_t(3, 1, 11))
+        op.close(bike)
+        once(_t(3, 1, 16), "Анна buys a 20 000 bike (+500 delivery), order closed")
+        op.close(jacket)
+        once(_t(3, 2, 15), "Дмитрий's jacket order is closed")
+        second = op.order(dmitry, [(GLOVES, 1, 1500)], date=_t(3, 3, 10), redeem=100)
+        once(_t(3, 3, 11), "Дмитрий tries to spend 100 more points")
+        helmet = op.order(olga, [(JACKET, 1, 4800)], date=_t(3, 4, 10))
+        op.close(helmet)
+        once(_t(3, 4, 12), "Ольга's 4 800 order closes: 50 800 in the period")
+        open_order = op.order(olga, [(GLOVES, 2, 1500)], date=_t(3, 5, 10))
+        once(_t(3, 5, 11), "Ольга places a new order (still open)")
+        once(_t(3, 17, 16), "17 March: the March holds are over")
+        self.orders = {
+            "Дмитрий: jacket": jacket,
+            "Дмитрий: 2nd order": second,
+            "Анна: bike": bike,
+            "Ольга: open order": open_order,
+        }
+        self.report("AFTER (17 March 2026) — what 1C shows on the partner cards")
+        say("\nOrders in 1C (loyalty fields the bridge filled in)")
+        for label, key in self.orders.items():
+            values = ", ".join(
+                f"{name} {_show(self.op.order_attribute(key, attr))}" for attr, name in ORDER_FIELDS
+            )
+            say(f"  {label:<20} {values}")
+        row = self.sim.store.get("Document_ЗаказКлиента", open_order) or {}
+        for line in row.get("Товары", []):
+            price = f"price {_show(line['Цена'])} × {_show(line['Количество'])}"
+            say(
+                f"  {'':<20} row {line.get('LineNumber')}: {price}, "
+                f"level discount {_show(line['ПроцентАвтоматическойСкидки'])} % → {_show(line['Сумма'])}"
+            )
+        self.site_report()
+
+    def report(self, title: str) -> None:
+        self.say(f"\n{title}")
+        for name, key in self.people.items():
+            values = ", ".join(
+                f"{label} {_show(self.op.partner_attribute(key, attr))}" for attr, label in PARTNER_FIELDS
+            )
+            self.say(f"  {name:<8} {values}")
+
+    def site_report(self) -> None:
+        say = self.say
+        say(
+            f"\nWhat the site received: {len(self.site.effective)} signed webhooks (all verified: "
+            f"{all(d.verified for d in self.site.effective)})"
+        )
+        for name, key in self.people.items():
+            latest = self.site.latest(key)
+            if latest is None:
+                continue
+            bonus, discount = latest.get("bonus") or {}, latest.get("discount") or {}
+            level = discount.get("level") or {}
+            reasons = sorted(
+                {
+                    r
+                    for d in self.site.effective
+                    if d.json["data"]["customer"]["id"] == key
+                    for r in d.json["data"]["reasons"]
+                }
+            )
+            say(
+                f"  {name:<8} sequence {latest['sequence']}: tier {bonus.get('tier', {}).get('name')}, "
+                f"total {bonus.get('total')}, available {bonus.get('available')}, "
+                f"level {level.get('name')} ({level.get('percent')} %), "
+                f"card {latest['customer']['card_number']} ({latest['customer']['card_status']})"
+            )
+            say(f"  {'':<8} reasons seen: {', '.join(reasons)}")
+        total = sum(self.sim.store.requests.values())
+        say(f"\n1C simulator served {total} HTTP requests; state database: {self.folder / 'state.db'}")
 
 
 def run_demo(keep: Path | None = None) -> None:
     folder = keep or Path(tempfile.mkdtemp(prefix="loyalty-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
-    db = make_engine(f"sqlite:///{folder / 'state.db'}")
-    upgrade(db)
-    engine = Engine(LedgerStore(db), RULES, TZ, card_prefix="2990")
-    say = click.echo
+    click.echo(
+        "onec-loyalty-bridge demo: a built-in 1C:Trade Management simulator and a site receiver on\n"
+        "127.0.0.1, SQLite state in a temporary folder, real cycles over HTTP across simulated days."
+    )
+    from bridge.runtime.logging import configure_logging
 
-    # History the customers bring (as `backfill` would import it).
-    engine.apply_order(
-        _order("H-1", "dmitry", [("Велосипеды", 25000)], _t(1, 5), status=OrderStatus.CLOSED), _t(1, 5)
-    )
-    engine.apply_order(
-        _order("H-2", "dmitry", [("Распродажа", 5000)], _t(1, 6), status=OrderStatus.CLOSED), _t(1, 6)
-    )
-    engine.apply_order(
-        _order("H-3", "anna", [("Распродажа", 20000)], _t(1, 10), status=OrderStatus.CLOSED), _t(1, 10)
-    )
-    engine.apply_order(
-        _order("H-4", "olga", [("Корм", 8000)], _t(1, 20), status=OrderStatus.CLOSED), _t(1, 20)
-    )
-    engine.tick(_t(3, 1, 9))
-
-    start = _t(3, 1, 9)
-    say(f"State database: {folder / 'state.db'}\n")
-    say("BEFORE (1 March 2026)")
-    for who, name in NAMES.items():
-        say(f"  {name:<8} {_state(engine, who, start)}")
-
-    timeline: list[tuple[datetime, str, Order]] = []
-    jacket = _order(
-        "ЗК-101", "dmitry", [("Одежда", 14200)], _t(3, 1, 10), redeem=500, status=OrderStatus.OPEN
-    )
-    timeline.append((_t(3, 1, 10), "Дмитрий заказывает куртку за 14 700 и списывает 500 бонусов", jacket))
-    timeline.append(
-        (_t(3, 2, 15), "Заказ Дмитрия закрыт", replace(jacket, status=OrderStatus.CLOSED, version="2"))
-    )
-    second = _order("ЗК-102", "dmitry", [("Велосипеды", 3000)], _t(3, 3), redeem=100, status=OrderStatus.OPEN)
-    timeline.append((_t(3, 3, 11), "Дмитрий пробует списать ещё 100 бонусов", second))
-    bike = _order(
-        "ЗК-103", "anna", [("Велосипеды", 20000), ("Доставка", 500)], _t(3, 1), status=OrderStatus.CLOSED
-    )
-    timeline.append((_t(3, 1, 16), "Анна покупает велосипед за 20 000 (+ доставка 500)", bike))
-    food = _order("ЗК-104", "olga", [("Корм", 3000)], _t(3, 4), status=OrderStatus.CLOSED)
-    timeline.append((_t(3, 4, 12), "Ольга покупает корм на 3 000", food))
-
-    say("\nWHAT HAPPENED")
-    for when, text, order in sorted(timeline, key=lambda item: item[0]):
-        result = engine.apply_order(order, when)
-        say(f"  {when:%d.%m %H:%M}  {text}")
-        ov = order_view(engine.book(order.customer_id or "", (order.id,)), order.id)
-        if ov.points_spent:
-            say(f"                списано {points_str(ov.points_spent)} бонусов")
-        if ov.points_earned:
-            say(
-                f"                начислено {points_str(ov.points_earned)} бонусов, доступны с "
-                f"{ov.available_from.astimezone(TZ):%d.%m.%Y}"
-                if ov.available_from
-                else ""
-            )
-        if ov.message:
-            say(f"                отказ: «{ov.message}»")
-        for ev in result.events:
-            say(f"                → сайт/уведомление: {ev.reason.value}")
-    for day in (_t(3, 16, 16), _t(3, 17, 16)):
-        for applied in engine.tick(day):
-            for ev in applied.events:
-                name = NAMES.get(applied.customer_id or "", applied.customer_id)
-                points = points_str(ev.points or D(0))
-                say(f"  {day:%d.%m %H:%M}  {name}: {ev.reason.value} ({points} бонусов)")
-
-    end = _t(3, 17, 16) + timedelta(minutes=1)
-    say("\nAFTER (17 March 2026)")
-    for who, name in NAMES.items():
-        say(f"  {name:<8} {_state(engine, who, end)}")
-    say(
-        "\nThis demo runs the rules engine and ledger alone on built-in data; reading and writing a real"
-        "\n1C base goes through `loyalty-bridge check` / `once` / `run` with your config."
-    )
-    db.dispose()
+    configure_logging("warning", "console")
+    Demo(folder, click.echo).run()
