@@ -102,3 +102,70 @@ def test_example_6_level_discount_on_an_open_order(tmp_path: Path) -> None:
         w.op.close(order)
         w.once(t(3, 3, 11))
         assert w.store.get("Document_ЗаказКлиента", order)["Товары"][1]["Сумма"] == D("950.00")  # type: ignore[index]
+
+
+def test_examples_3_and_4_cancel_within_the_hold_and_after_spending(tmp_path: Path) -> None:
+    with world(tmp_path, start=t(1, 10), discount=None) as w:
+        ivan = w.op.partner("Иванов Сергей Петрович", phone="+79167654321")
+        w.op.order(ivan, [(SALE, 10, 2000)], date=t(1, 10, 10), status="Закрыт")  # volume 20 000, no points
+        w.once(t(1, 10, 12))
+        bike = w.op.order(ivan, [(BIKE, 1, 20000)], date=t(3, 1, 10))
+        w.op.close(bike)
+        w.once(t(3, 1, 12))
+        assert w.order_attr(bike, "Бонусы начислено") == D(400)  # example 3: at Silver
+        assert w.partner_attr(ivan, "Статус бонусной карты") == "Золотой"
+        assert w.partner_attr(ivan, "Объем покупок") == D(40000)
+        w.once(t(3, 16, 12))  # the 400 are available
+        spend = w.op.order(ivan, [(JACKET, 1, 14700)], date=t(3, 16, 13), redeem=300)
+        w.once(t(3, 16, 14))
+        assert w.order_attr(spend, "Бонусы списано") == D(300)
+        w.op.cancel(bike)  # example 4, second case: 20 March, after 300 were spent
+        w.once(t(3, 20, 12))
+        assert w.order_attr(bike, "Бонусы начислено") in (None, D(0))
+        assert w.partner_attr(ivan, "Статус бонусной карты") == "Серебряный"
+        assert w.partner_attr(ivan, "Объем покупок") == D(20000)
+        assert w.partner_attr(ivan, "Бонусы всего") in (None, D(0))
+        assert w.site is not None
+        latest = w.site.latest(ivan)
+        assert latest is not None and latest["bonus"]["debt"] == "300"
+        assert latest["bonus"]["tier"]["code"] == "silver"
+
+
+def test_example_4_cancel_within_the_hold(tmp_path: Path) -> None:
+    with world(tmp_path, start=t(1, 10), discount=None) as w:
+        ivan = w.op.partner("Иванов Сергей Петрович")
+        w.op.order(ivan, [(SALE, 10, 2000)], date=t(1, 10, 10), status="Закрыт")
+        bike = w.op.order(ivan, [(BIKE, 1, 20000)], date=t(3, 1, 10), status="Закрыт")
+        w.once(t(3, 1, 12))
+        assert w.partner_attr(ivan, "Бонусы всего") == D(400)
+        w.op.cancel(bike)
+        w.once(t(3, 10, 12))
+        assert w.partner_attr(ivan, "Бонусы всего") in (None, D(0))
+        assert w.partner_attr(ivan, "Объем покупок") == D(20000)
+        assert w.partner_attr(ivan, "Статус бонусной карты") == "Серебряный"
+
+
+def test_example_5_levels_with_the_term_end(tmp_path: Path) -> None:
+    def d(y: int, m: int, day: int, h: int = 12) -> datetime:
+        return datetime(y, m, day, h, tzinfo=MSK)
+
+    with world(tmp_path, start=d(2025, 3, 15), bonus=None, **{"poll.start": "2025-01-01T00:00:00"}) as w:
+        olga = w.op.partner("Морозова Ольга Игоревна")
+        w.op.order(olga, [(BIKE, 1, 7000)], date=d(2025, 3, 15, 10), status="Закрыт")
+        w.once(d(2025, 3, 15, 12))
+        w.op.order(olga, [(BIKE, 1, 1000)], date=d(2025, 10, 10, 10), status="Закрыт")
+        w.once(d(2025, 10, 10, 12))
+        third = w.op.order(olga, [(BIKE, 1, 3000)], date=d(2026, 1, 31, 23), status="Закрыт")
+        w.once(d(2026, 2, 1, 0))
+        assert w.partner_attr(olga, "Уровень клиента") == "Фанат животных"
+        assert w.partner_attr(olga, "Скидка уровня, %") == D(5)
+        assert w.partner_attr(olga, "Уровень действует до") == datetime(2026, 7, 31, 0, 0)
+        assert w.partner_attr(olga, "Сумма покупок за период") == D(11000)
+        w.once(d(2026, 7, 31, 0))
+        assert w.partner_attr(olga, "Уровень клиента") == "Новичок"
+        assert w.partner_attr(olga, "Сумма покупок за период") == D(4000)
+        history = w.partner_attr(olga, "История уровней").splitlines()
+        assert (
+            len(history) == 2 and history[0].startswith("31.07.2026") and history[1].startswith("01.02.2026")
+        )
+        assert third
