@@ -104,7 +104,12 @@ class World:
 
 @contextmanager
 def world(
-    tmp: Path, *, site: bool = True, start: datetime | None = None, **overrides: Any
+    tmp: Path,
+    *,
+    site: bool = True,
+    start: datetime | None = None,
+    env: dict[str, str] | None = None,
+    **overrides: Any,
 ) -> Iterator[World]:
     store = SimStore()
     load_reference(store)
@@ -114,8 +119,8 @@ def world(
             receiver.start()
         try:
             data = config_data(sim, receiver, tmp / "state.db", **overrides)
-            env = {"ONEC_PASSWORD": sim.password, "SITE_WEBHOOK_SECRET": SECRET}
-            config = config_from_data(data, config_path=tmp / "config.yaml", environ=env)
+            environ = {"ONEC_PASSWORD": sim.password, "SITE_WEBHOOK_SECRET": SECRET, **(env or {})}
+            config = config_from_data(data, config_path=tmp / "config.yaml", environ=environ)
             upgrade(make_engine(config.state.url))
             clock = [start or datetime(2026, 1, 1, 9, tzinfo=MSK)]
             cycle = build_cycle(config, clock=lambda: clock[0])
