@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -106,11 +107,42 @@ def _summary(result: Any) -> str:
     )
 
 
+def wait_option(func: F) -> F:
+    return click.option(
+        "--wait",
+        "wait_s",
+        type=click.FloatRange(min=0),
+        default=30.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="How long to wait for another running instance (the daemon) to let go.",
+    )(func)
+
+
+@contextmanager
+def sole_instance(config: Any, wait_s: float) -> Iterator[None]:
+    """Hold the leader lock (docs/readme/instances.md) for a one-shot command, or exit 69."""
+    from bridge.store.leader import acquire, leader_lock
+
+    lock = leader_lock(config.state.url)
+    try:
+        if not acquire(lock, wait_s):
+            fail(
+                f"another instance is running ({lock.holder() or 'holder unknown'}); "
+                f"stop it first (systemctl stop loyalty-bridge) or wait longer (--wait)",
+                EX_UNAVAILABLE,
+            )
+        yield
+    finally:
+        lock.release()
+
+
 @main.command()
 @config_option
 @now_option
+@wait_option
 @guarded
-def once(config_path: Path | None, now_text: str | None) -> None:
+def once(config_path: Path | None, now_text: str | None, wait_s: float) -> None:
     """Exactly one full cycle: read changes, apply rules, write back, deliver; then exit."""
     from bridge.runtime.signals import StopToken, install
     from bridge.service.runner import CycleRunner
@@ -119,13 +151,14 @@ def once(config_path: Path | None, now_text: str | None) -> None:
     config = load(config_path)
     _logging(config)
     now = parse_now(now_text, config.tz) if now_text else None
-    runner = CycleRunner(config, now=now)
-    token = StopToken()
-    uninstall = install(token)
-    try:
-        runner(token)
-    finally:
-        uninstall()
+    with sole_instance(config, wait_s):
+        runner = CycleRunner(config, now=now)
+        token = StopToken()
+        uninstall = install(token)
+        try:
+            runner(token)
+        finally:
+            uninstall()
     result = runner.last
     assert result is not None
     click.echo(_summary(result))
@@ -137,15 +170,24 @@ def once(config_path: Path | None, now_text: str | None) -> None:
 @config_option
 @guarded
 def run(config_path: Path | None) -> None:
-    """The daemon: poll forever on poll.interval_s; SIGTERM/SIGINT stop it after the unit in hand."""
+    """The daemon: poll forever on poll.interval_s; SIGTERM/SIGINT stop it after the unit in hand.
+
+    Several may run on one state database: only the leader-lock holder works, the others stand by.
+    """
     from bridge.runtime.daemon import serve
     from bridge.service.runner import CycleRunner
     from bridge.service.wiring import load
+    from bridge.store.leader import leader_lock
 
     config = load(config_path)
     _logging(config)
-    runner = CycleRunner(config)
-    sys.exit(serve(runner, interval_s=config.poll.interval_s, listen=config.http.address))
+    lock = leader_lock(config.state.url)
+    try:
+        runner = CycleRunner(config, leader=lock)
+        code = serve(runner, interval_s=config.poll.interval_s, listen=config.http.address)
+    finally:
+        lock.release()
+    sys.exit(code)
 
 
 @main.command()
@@ -169,8 +211,9 @@ def check(config_path: Path | None) -> None:
 @click.option("--from", "since_text", required=True, metavar="DATE", help="First document date (ISO-8601).")
 @config_option
 @now_option
+@wait_option
 @guarded
-def backfill(since_text: str, config_path: Path | None, now_text: str | None) -> None:
+def backfill(since_text: str, config_path: Path | None, now_text: str | None, wait_s: float) -> None:
     """Import orders since DATE as history: close time = document date, no notifications."""
     from bridge.runtime.progress import Progress
     from bridge.runtime.signals import StopToken, install
@@ -185,15 +228,16 @@ def backfill(since_text: str, config_path: Path | None, now_text: str | None) ->
         raise click.BadParameter(f"{since_text!r} is not an ISO-8601 date", param_hint="--from") from None
     since = since if since.tzinfo else since.replace(tzinfo=config.tz)
     now = parse_now(now_text, config.tz) if now_text else None
-    runner = CycleRunner(config, now=now, history=True, source=BackfillSource(config, since))
-    token = StopToken()
-    uninstall = install(token)
-    with Progress(label="history documents") as progress:
-        runner.cycle.progress = progress.advance
-        try:
-            runner(token)
-        finally:
-            uninstall()
+    with sole_instance(config, wait_s):
+        runner = CycleRunner(config, now=now, history=True, source=BackfillSource(config, since))
+        token = StopToken()
+        uninstall = install(token)
+        with Progress(label="history documents") as progress:
+            runner.cycle.progress = progress.advance
+            try:
+                runner(token)
+            finally:
+                uninstall()
     result = runner.last
     assert result is not None
     click.echo(_summary(result))

@@ -12,6 +12,10 @@ Promises to systemd (``Type=notify``):
 - ``STATUS=`` one line after every cycle (``last cycle 12:00:01: 3 documents, 0 failed, ...``);
 - ``STOPPING=1`` on the way out, whatever the way.
 
+A cycle may return ``Standby`` stats: another instance holds the leader lock and this one did no
+work (``docs/readme/instances.md``); the loop, ``READY=1`` and the watchdog go on as usual and
+``STATUS=`` says who leads.
+
 A cycle that raises is logged with its context and retried on the next tick: 1C, the site or the
 database being down never ends ``run``. Only the exception types in ``fatal`` (default
 ``ConfigError``: nothing will work until a person edits the config, exit 78) end it, re-raised to
@@ -30,6 +34,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,9 +46,16 @@ from bridge.runtime.metrics import CycleStats, Metrics, MetricsServer
 from bridge.runtime.sdnotify import Notifier
 from bridge.runtime.signals import StopRequested, StopToken, install
 
-__all__ = ["Cycle", "Daemon", "run_once", "serve", "status_line"]
+__all__ = ["Cycle", "Daemon", "Standby", "run_once", "serve", "status_line"]
 
 Cycle = Callable[[StopToken], CycleStats]
+
+
+@dataclass(frozen=True)
+class Standby(CycleStats):
+    """A tick of a standby instance: another one (``holder``: ``pid=… host=…``) does the work."""
+
+    holder: str | None = None
 
 
 def _utcnow() -> datetime:
@@ -228,6 +240,8 @@ def _summary(stats: CycleStats) -> dict[str, Any]:
 def status_line(stats: CycleStats, failures_in_row: int = 0) -> str:
     """The ``STATUS=`` text ``systemctl status`` shows, in the server's local time."""
     at = stats.finished_at.astimezone().strftime("%H:%M:%S")
+    if isinstance(stats, Standby):
+        return f"standby {at}: another instance is working ({stats.holder or 'holder unknown'})"
     if not stats.ok and stats.documents_processed == 0 and stats.documents_failed == 0:
         row = f" ({failures_in_row} in a row)" if failures_in_row > 1 else ""
         return f"last cycle {at} failed{row}: {(stats.error or 'unknown error')[:200]}"

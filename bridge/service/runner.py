@@ -2,23 +2,35 @@
 
 Converts a ``CycleResult`` into the runtime's ``CycleStats`` (metrics, sd_notify status, health),
 adding the outbox depth and the age of its oldest pending message per channel.
+
+With a leader lock (``run``; ``bridge.store.leader``) a tick works only while this instance holds
+it: otherwise it tries to take it and, failing, returns ``Standby`` stats having done nothing. The
+leader re-checks the lock at the start of every tick and after every document and channel, and
+ends the cycle (``TransientError``) once it is gone, so a deposed leader stops within a document.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import structlog
 from sqlalchemy import func, select
 
+from bridge.errors import TransientError
 from bridge.runtime.config import Config
+from bridge.runtime.daemon import Standby
 from bridge.runtime.metrics import CycleStats
 from bridge.runtime.signals import StopToken
 from bridge.service.cycle import Cycle, CycleResult
 from bridge.service.wiring import build_cycle
 from bridge.store import schema as t
+from bridge.store.leader import LeaderLock
 from bridge.store.outbox import PENDING
+
+log = structlog.get_logger(__name__)
 
 
 def outbox_depth(cycle: Cycle) -> tuple[dict[str, int], dict[str, float | None]]:
@@ -71,7 +83,14 @@ class CycleRunner:
     """A callable ``StopToken -> CycleStats`` for the daemon, keeping the last ``CycleResult``."""
 
     def __init__(
-        self, config: Config, *, now: datetime | None = None, history: bool = False, source: Any = None
+        self,
+        config: Config,
+        *,
+        now: datetime | None = None,
+        history: bool = False,
+        source: Any = None,
+        leader: LeaderLock | None = None,
+        recheck_s: float = 1.0,
     ):
         self.token_heartbeat: Callable[[], None] = lambda: None
         self.cycle = build_cycle(
@@ -79,15 +98,47 @@ class CycleRunner:
             clock=make_clock(now, config.tz),
             history=history,
             source=source,
-            heartbeat=lambda: self.token_heartbeat(),
+            heartbeat=self._heartbeat,
         )
         self.last: CycleResult | None = None
+        self.leader = leader
+        self.leading = False
+        self.recheck_s = recheck_s
+        self._checked = 0.0
+        self._standby_said = False
 
     def __call__(self, token: StopToken) -> CycleStats:
         self.token_heartbeat = token.heartbeat
         started = datetime.now(UTC)
+        if self.leader is not None and not self._lead():
+            return Standby(started_at=started, finished_at=datetime.now(UTC), holder=self.leader.holder())
         self.last = self.cycle.run(token)
         return stats_of(self.cycle, self.last, started)
+
+    def _lead(self) -> bool:
+        """Keep or take the leader lock; log every change of role."""
+        assert self.leader is not None
+        was, self.leading = self.leading, False
+        self.leading = (was and self.leader.holds()) or self.leader.try_acquire()
+        self._checked = time.monotonic()
+        if self.leading and not was:
+            log.info("leader: this instance works now")
+            self._standby_said = False
+        elif not self.leading and not self._standby_said:  # once per change, not every tick
+            say = log.warning if was else log.info
+            say("standby: another instance is working", holder=self.leader.holder(), was_leader=was)
+            self._standby_said = True
+        return self.leading
+
+    def _heartbeat(self) -> None:
+        self.token_heartbeat()
+        if self.leader is None or not self.leading or time.monotonic() - self._checked < self.recheck_s:
+            return
+        self._checked = time.monotonic()
+        if not self.leader.holds():
+            self.leading = False
+            log.warning("leader lock lost mid-cycle: stopping the cycle", holder=self.leader.holder())
+            raise TransientError("leader lock lost mid-cycle; another instance may be working now")
 
 
 class _HistoryPoll:
