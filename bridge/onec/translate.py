@@ -89,7 +89,11 @@ class DocReader:
             raise self.fail(field, f"{value!r} is not a number")
         if number < 0:
             raise self.fail(field, f"{number} is negative: fix the document in 1C")
-        if number != number.quantize(Decimal(1).scaleb(-places)):
+        try:
+            exact = number == number.quantize(Decimal(1).scaleb(-places))
+        except InvalidOperation:  # more digits than any 1C number holds (quantize overflows)
+            raise self.fail(field, f"{number} is too large for an amount: fix the document in 1C") from None
+        if not exact:
             raise self.fail(field, f"{number} has more than {places} decimal places")
         return number
 

@@ -26,7 +26,7 @@ from sqlalchemy import Connection
 
 from bridge import crashpoints
 from bridge.domain.model import CardStatus, Order
-from bridge.errors import BridgeError, DocumentError, TransientError
+from bridge.errors import BridgeError, DocumentError, FatalHTTPError, OneCError, TransientError
 from bridge.service.delivery import DeliveryStats, deliver_channel
 from bridge.service.engine import Engine
 from bridge.service.gateway import Gateway
@@ -144,6 +144,7 @@ class Cycle:
         requests_before = self.gateway.client.requests_made
         result = CycleResult(started_at=now)
         bound = log.bind(cycle=now.isoformat())
+        self._hold_cursors = False
         self.engine.tick(now)
         complete = True
         for change in self.source.read(self.state, now):
@@ -155,7 +156,9 @@ class Cycle:
             crashpoints.point("after_commit")
             self.heartbeat()
             self.progress(1)
-        if complete and not token.requested:
+        if self._hold_cursors and complete and not token.requested:
+            bound.warning("cycle.cursors_held", reason="a document failed for a reason that is not its own")
+        elif complete and not token.requested:
             updates = self.source.cursor_updates()
             crashpoints.point("before_cursor")
             if updates:
@@ -196,6 +199,7 @@ class Cycle:
         return result
 
     _writes = 0
+    _hold_cursors = False
 
     # --- one document --------------------------------------------------------------------------------
 
@@ -236,10 +240,24 @@ class Cycle:
             )
         except TransientError:
             raise  # 1C or the database went away: the cycle ends, the next one retries
+        except FatalHTTPError as exc:
+            if exc.status is None or not 200 <= exc.status < 300:
+                self._not_the_document(change, exc, result, doc)
+                return
+            # An HTML page with 200 in place of data (1C's «сеанс завершён, повторите попытку»,
+            # an IIS hiccup) says nothing about this document: end the cycle like any transient
+            # fault, so the next one reads it again.
+            raise TransientError(f"1C answered a page instead of data: {exc}", **exc.fields) from exc
         except BridgeError as exc:
-            result.documents_failed += 1
-            result.failures.append(f"{change.entity} {change.key}: {exc}")
-            doc.error("cycle.document_failed", error=str(exc))
+            self._not_the_document(change, exc, result, doc)
+
+    def _not_the_document(self, change: Any, exc: BridgeError, result: CycleResult, doc: Any) -> None:
+        """A failure that is 1C's, not the document's: report it and hold the cursors back, so the
+        document is read again next cycle instead of falling behind the watermark unprocessed."""
+        result.documents_failed += 1
+        result.failures.append(f"{change.entity} {change.key}: {exc}")
+        self._hold_cursors = True
+        doc.error("cycle.document_failed", error=str(exc))
 
     def _order(self, change: Any, now: datetime) -> None:
         if change.row is None:  # deleted from 1C outright: undo everything it did
@@ -343,7 +361,19 @@ class Cycle:
                     tracking.set_card_onec_id(conn, msg.payload["number"], key)
                 tracking.record_own_version(conn, obj, key, version, self.clock())
 
-        outcome = self.gateway.write(msg, record)
+        try:
+            outcome = self.gateway.write(msg, record)
+        except OneCError as exc:
+            # 1C refusing a write-back is most often a lock conflict («нарушение блокировки
+            # данных») or a period closed for a while: retry it with the outbox's backoff (dead
+            # after the channel's max age) instead of losing the loyalty results at once.
+            raise TransientError(f"1C refused the write-back, will retry: {exc}", **exc.fields) from exc
+        except FatalHTTPError as exc:
+            if exc.status is None or not 200 <= exc.status < 300:
+                raise
+            # An HTML page with 200 (IIS/1C «сеанс завершён, повторите попытку») in place of 1C's
+            # answer: the write may not have happened; re-reading and re-writing is safe.
+            raise TransientError(f"1C answered a page, will retry: {exc}", **exc.fields) from exc
         if outcome == "written":
             self._writes += 1
         log.debug("onec.write_back", kind=msg.kind, target=msg.target, outcome=outcome)

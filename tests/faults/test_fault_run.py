@@ -1,0 +1,69 @@
+"""The same scripted 1C history, once over a clean simulator and once with ~20 % of 1C's answers
+broken (timeouts and delays, 500/503, resets, HTML pages with 200, truncated and BOM-prefixed
+bodies, 429 with Retry-After, writes applied and then the connection dropped): the bridge must end
+in exactly the same place — ledger, 1C's attributes and rows, the site's snapshots, cards — with
+nothing quarantined. The faulty run makes progress on its own: faults stay on to the very end.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.cycle_kit import MSK
+from tests.faults.fault_kit import FAULT_KINDS, FaultPlan, RunLog, clean_and_faulty
+from tests.faults.history import History, script
+
+START = datetime(2026, 3, 2, 10, tzinfo=MSK)
+
+
+def history(days: int, partners: int = 20) -> History:
+    return script(seed=7, days=days, partners=partners, per_step=8, start=START)
+
+
+def assert_same(clean: dict[str, Any], faulty: dict[str, Any]) -> None:
+    assert faulty["quarantine"] == [] and clean["quarantine"] == []
+    for state in (clean, faulty):  # everything delivered, nothing given up on
+        assert {status for _, status in state["outbox"]} <= {"sent", "superseded"}, state["outbox"]
+    for part in clean:  # one part at a time: a mismatch names what differs
+        if part != "outbox":  # how many write-backs it took may differ (see faults.md)
+            assert faulty[part] == clean[part], part
+
+
+def assert_meaningful(clean: dict[str, Any], log: RunLog, h: History) -> None:
+    """The run really exercised what it claims: many orders, points, discounts, every fault kind."""
+    kinds = {entry[2] for entry in clean["entries"]}
+    assert {"accrue", "volume"} <= kinds, kinds
+    assert any(o["attributes"].get("Бонусы списано") for o in clean["orders_1c"].values())
+    assert any(row["ПроцентАвтоматическойСкидки"] for o in clean["orders_1c"].values() for row in o["Товары"])
+    assert h.orders >= 60
+    assert set(log.fired) == set(FAULT_KINDS), log.fired
+    total = sum(log.fired.values())
+    assert 0.12 <= total / log.requests <= 0.3, (total, log.requests)
+    # No duplicate cards: one per customer in the ledger and in 1C, the same numbers.
+    owners = [owner for owner, _ in clean["cards_in_1c"]]
+    assert len(owners) == len(set(owners)) == len(clean["cards"])
+
+
+def test_fault_run_ends_where_the_clean_run_does(tmp_path: Path) -> None:
+    h = history(days=3)
+    final = h.steps[-1].at + timedelta(days=20)  # past every hold: points become available
+    (clean, clean_log), (faulty, log) = clean_and_faulty(tmp_path, h, final=final, faults=FaultPlan(0.2, 3))
+    assert clean_log.aborted == 0 and clean_log.failures == []
+    assert_meaningful(clean, log, h)
+    assert log.failures == []  # no document failed, not even for a cycle
+    assert_same(clean, faulty)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [3, 11])
+def test_fault_run_large(tmp_path: Path, seed: int) -> None:
+    h = history(days=12, partners=40)
+    final = h.steps[-1].at + timedelta(days=20)
+    (clean, _), (faulty, log) = clean_and_faulty(tmp_path, h, final=final, faults=FaultPlan(0.2, seed))
+    assert h.orders >= 250
+    assert_meaningful(clean, log, h)
+    assert_same(clean, faulty)
