@@ -331,3 +331,40 @@ def test_two_instances_one_worker_then_failover(install: Install, tmp_path: Path
     for inst in (standby, restarted):
         assert inst.proc.wait(30) == 0, install.logs()
     print(f"timings: {timings}")
+
+
+def test_once_waits_for_a_running_instance_then_exits_69(tmp_path: Path) -> None:
+    import logging
+
+    import structlog
+    from click.testing import CliRunner
+
+    from bridge.cli import main
+    from bridge.store.leader import leader_lock, whoami
+
+    saved, root = structlog.get_config(), logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    store = SimStore()
+    load_reference(store)
+    with Simulator(store) as sim:
+        data = config_data(sim, None, tmp_path / "state.db")
+        config = tmp_path / "config.yaml"
+        config.write_text(yaml.safe_dump(_plain(data), allow_unicode=True), "utf-8")
+        upgrade(make_engine(data["state"]["url"]))
+        env = {"ONEC_PASSWORD": sim.password}
+        running = leader_lock(data["state"]["url"])  # the daemon, as far as `once` can tell
+        try:
+            assert running.try_acquire()
+            started = time.monotonic()
+            result = CliRunner().invoke(main, ["once", "--config", str(config), "--wait", "0.5"], env=env)
+            assert result.exit_code == 69, result.output
+            assert time.monotonic() - started >= 0.5
+            assert f"another instance is running ({whoami()})" in result.stderr
+        finally:
+            running.release()
+        result = CliRunner().invoke(main, ["once", "--config", str(config), "--wait", "0"], env=env)
+        assert result.exit_code == 0, result.output
+        assert "documents applied" in result.stdout
+    structlog.configure(**saved)
+    root.handlers[:] = handlers
+    root.setLevel(level)
