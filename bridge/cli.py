@@ -137,22 +137,12 @@ def sole_instance(config: Any, wait_s: float) -> Iterator[None]:
         lock.release()
 
 
-@main.command()
-@config_option
-@now_option
-@wait_option
-@guarded
-def once(config_path: Path | None, now_text: str | None, wait_s: float) -> None:
-    """Exactly one full cycle: read changes, apply rules, write back, deliver; then exit."""
+def _one_cycle(config: Any, wait_s: float, make_runner: Callable[[], Any]) -> None:
+    """Run one cycle as the sole instance, print its summary, exit 1 naming each quarantined document."""
     from bridge.runtime.signals import StopToken, install
-    from bridge.service.runner import CycleRunner
-    from bridge.service.wiring import load
 
-    config = load(config_path)
-    _logging(config)
-    now = parse_now(now_text, config.tz) if now_text else None
     with sole_instance(config, wait_s):
-        runner = CycleRunner(config, now=now)
+        runner = make_runner()
         token = StopToken()
         uninstall = install(token)
         try:
@@ -164,6 +154,22 @@ def once(config_path: Path | None, now_text: str | None, wait_s: float) -> None:
     click.echo(_summary(result))
     if result.documents_failed:
         fail([f"quarantined: {line}" for line in result.failures], EX_DOCS_FAILED)
+
+
+@main.command()
+@config_option
+@now_option
+@wait_option
+@guarded
+def once(config_path: Path | None, now_text: str | None, wait_s: float) -> None:
+    """Exactly one full cycle: read changes, apply rules, write back, deliver; then exit."""
+    from bridge.service.runner import CycleRunner
+    from bridge.service.wiring import load
+
+    config = load(config_path)
+    _logging(config)
+    now = parse_now(now_text, config.tz) if now_text else None
+    _one_cycle(config, wait_s, lambda: CycleRunner(config, now=now))
 
 
 @main.command()
@@ -215,8 +221,6 @@ def check(config_path: Path | None) -> None:
 @guarded
 def backfill(since_text: str, config_path: Path | None, now_text: str | None, wait_s: float) -> None:
     """Import orders since DATE as history: close time = document date, no notifications."""
-    from bridge.runtime.progress import Progress
-    from bridge.runtime.signals import StopToken, install
     from bridge.service.runner import BackfillSource, CycleRunner
     from bridge.service.wiring import load
 
@@ -228,21 +232,11 @@ def backfill(since_text: str, config_path: Path | None, now_text: str | None, wa
         raise click.BadParameter(f"{since_text!r} is not an ISO-8601 date", param_hint="--from") from None
     since = since if since.tzinfo else since.replace(tzinfo=config.tz)
     now = parse_now(now_text, config.tz) if now_text else None
-    with sole_instance(config, wait_s):
-        runner = CycleRunner(config, now=now, history=True, source=BackfillSource(config, since))
-        token = StopToken()
-        uninstall = install(token)
-        with Progress(label="history documents") as progress:
-            runner.cycle.progress = progress.advance
-            try:
-                runner(token)
-            finally:
-                uninstall()
-    result = runner.last
-    assert result is not None
-    click.echo(_summary(result))
-    if result.documents_failed:
-        fail([f"quarantined: {line}" for line in result.failures], EX_DOCS_FAILED)
+    _one_cycle(
+        config,
+        wait_s,
+        lambda: CycleRunner(config, now=now, history=True, source=BackfillSource(config, since)),
+    )
 
 
 @main.group()

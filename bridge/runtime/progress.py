@@ -31,6 +31,8 @@ class Progress:
         clock: monotonic seconds (tests pass a fake).
         stream: where the bar goes (default ``sys.stderr``); the bar is shown only if it is a TTY.
         unit: the name of one item on the bar and in the log (``doc``).
+        report_done: log the final count even when the run was too short for a progress line
+            (the daemon's ordinary cycles pass False: only long ones are worth a line).
     """
 
     def __init__(
@@ -43,6 +45,7 @@ class Progress:
         clock: Callable[[], float] = time.monotonic,
         stream: TextIO | None = None,
         unit: str = "doc",
+        report_done: bool = True,
     ) -> None:
         self.total = total
         self.label = label
@@ -52,6 +55,7 @@ class Progress:
         self._clock = clock
         self._start = self._last = clock()
         self._closed = False
+        self._report_done = report_done
         out = stream if stream is not None else sys.stderr
         tty = bool(getattr(out, "isatty", lambda: False)())
         self._bar = tqdm(
@@ -79,7 +83,8 @@ class Progress:
             return
         self._closed = True
         self._bar.close()
-        self._report("progress done")
+        if self._report_done or self._last != self._start:  # a long run says how it ended
+            self._report("progress done")
 
     def __enter__(self) -> Progress:
         return self

@@ -23,6 +23,7 @@ from bridge.errors import TransientError
 from bridge.runtime.config import Config
 from bridge.runtime.daemon import Standby
 from bridge.runtime.metrics import CycleStats
+from bridge.runtime.progress import Progress
 from bridge.runtime.signals import StopToken
 from bridge.service.cycle import Cycle, CycleResult
 from bridge.service.wiring import build_cycle
@@ -106,13 +107,18 @@ class CycleRunner:
         self.recheck_s = recheck_s
         self._checked = 0.0
         self._standby_said = False
+        self.progress_label = "history documents" if history else "documents"
 
     def __call__(self, token: StopToken) -> CycleStats:
         self.token_heartbeat = token.heartbeat
         started = datetime.now(UTC)
         if self.leader is not None and not self._lead():
             return Standby(started_at=started, finished_at=datetime.now(UTC), holder=self.leader.holder())
-        self.last = self.cycle.run(token)
+        # A long run (the first one over months of history, a backfill) shows counts and rate in
+        # the log every few seconds, and a bar when attached to a terminal.
+        with Progress(label=self.progress_label, log=log, report_done=False) as progress:
+            self.cycle.progress = progress.advance
+            self.last = self.cycle.run(token)
         return stats_of(self.cycle, self.last, started)
 
     def _lead(self) -> bool:
