@@ -382,18 +382,20 @@ class Outcome:
     plan: CrashPlan
     exits: list[list[int]] = field(default_factory=list)  # per step (then the drain), every attempt
     state: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # the run could not finish (no progress, an unexpected exit)
 
     @property
     def crashes(self) -> int:
         return sum(code == CRASH_EXIT for step in self.exits for code in step)
 
 
-MAX_ATTEMPTS = 60
+MAX_ATTEMPTS = 400
 MAX_DRAIN = 6
 
 
-def _once(inst: Installation, now: datetime, plan: CrashPlan) -> list[int]:
-    """``once`` at ``now`` until an attempt completes (exits with anything but the crash code)."""
+def _once(inst: Installation, now: datetime, plan: CrashPlan) -> tuple[list[int], str]:
+    """``once`` at ``now`` until an attempt completes (exits with anything but the crash code);
+    returns every attempt's exit code and the completed attempt's output."""
     codes: list[int] = []
     while True:
         crash = plan.spec if plan.repeat or not codes else None
@@ -401,26 +403,28 @@ def _once(inst: Installation, now: datetime, plan: CrashPlan) -> list[int]:
         codes.append(code)
         if code != CRASH_EXIT:
             assert code in (0, 1), f"once at {now} ({plan}) exited {code}:\n{out}"
-            return codes
+            return codes, out
         assert crash is not None, f"died without a crash point at {now}:\n{out}"
         assert len(codes) < MAX_ATTEMPTS, f"{plan}: no progress at {now} after {len(codes)} attempts"
 
 
 def play(inst: Installation, script: Script, plan: CrashPlan) -> Outcome:
-    """The whole script under ``plan``, then ``once`` until drained; returns the final state."""
+    """The whole script under ``plan``, then clean ``once`` cycles a minute apart until one of
+    them applies no document and leaves no message pending (drained); returns the final state."""
     outcome = Outcome(plan)
     rng = random.Random(script.seed * 7919)
     now = None
     for now, change in script.steps():
         if change is not None:
             change(inst.op, rng)
-        outcome.exits.append(_once(inst, now, plan))
+        outcome.exits.append(_once(inst, now, plan)[0])
     assert now is not None
     drain: list[int] = []
     for minute in range(1, MAX_DRAIN + 1):
-        if _drained(inst):
+        codes, out = _once(inst, now + timedelta(minutes=minute), CrashPlan())
+        drain += codes
+        if " 0 documents applied" in out and _drained(inst):
             break
-        drain += _once(inst, now + timedelta(minutes=minute), CrashPlan())
     else:
         raise AssertionError(f"{plan}: not drained after {MAX_DRAIN} cycles")
     outcome.exits.append(drain)
@@ -429,7 +433,7 @@ def play(inst: Installation, script: Script, plan: CrashPlan) -> Outcome:
 
 
 def _drained(inst: Installation) -> bool:
-    """Nothing left to do: no pending outbox row, and 1C has no change the bridge has not applied."""
+    """No outbox row is pending (the cycle delivers everything due at its ``now``)."""
     from bridge.store import schema as t
     from bridge.store.db import make_engine
 
@@ -593,8 +597,11 @@ def run_matrix(
         where = tmp / name
         where.mkdir()
         url = state_url(name) if state_url is not None else None
-        with installation(where, script, launcher, state_url=url) as inst:
-            return play(inst, script, plan)
+        try:
+            with installation(where, script, launcher, state_url=url) as inst:
+                return play(inst, script, plan)
+        except AssertionError as exc:  # one plan failing must not hide what the others found
+            return Outcome(plan, error=str(exc).splitlines()[0])
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -608,8 +615,13 @@ def run_matrix(
 
 def verdict(clean: Outcome, runs: list[Outcome]) -> list[str]:
     """Every problem of the matrix, one line each (empty: 0 duplicate and 0 lost effects)."""
+    if clean.error is not None:
+        return [f"clean run: {clean.error}"]
     lines = [f"clean run: {p}" for p in delivery_problems(clean.state)]
     for run in runs:
+        if run.error is not None:
+            lines.append(f"{run.plan}: {run.error}")
+            continue
         problems = delivery_problems(run.state) + compare(clean.state, run.state)
         if run.crashes == 0:
             problems.append("the crash point was never reached (nothing tested)")

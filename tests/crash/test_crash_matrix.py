@@ -49,18 +49,19 @@ def test_every_crash_point_once_per_step(tmp_path: Path) -> None:
     assert set(POINTS) == set(PER_UNIT) | set(ONCE_PER_CYCLE), "a new crash point: add it to the matrix"
     clean, runs = run_matrix(tmp_path, SMALL, [CrashPlan(p) for p in POINTS], workers=WORKERS)
     _check(clean.state, verdict(clean, runs))
-    for run in runs:  # every step of every run died once at its point and was finished by a restart
-        assert all(codes[0] == 137 for codes in run.exits[:-1]), (str(run.plan), run.exits)
+    for run in runs:  # every point is on the first read's path; most steps reach every point
+        assert run.exits[0][0] == 137 and run.crashes >= 3, (str(run.plan), run.exits)
     redelivered = {str(r.plan): r.state["site"]["redelivered"] for r in runs}
     assert redelivered["webhook_sent:1"], "a death between send and mark must re-send that webhook"
 
 
 @pytest.mark.slow
 def test_a_crash_that_keeps_coming_back(tmp_path: Path) -> None:
-    """Every process of a step dies at the 3rd document until one gets through: the run still ends
-    where the clean one does (one point per kind of unit, to stay quick)."""
-    plans = [CrashPlan(p, 3, repeat=True) for p in ("before_commit", "writeback_sent", "webhook_sent")]
-    clean, runs = run_matrix(tmp_path, SMALL, plans, workers=WORKERS)
+    """Every process of a step dies at the 7th occurrence until one gets through: the run still
+    ends where the clean one does. Each bridge is started afresh (``python -m bridge``, as systemd
+    does), not forked from the warm launcher."""
+    plans = [CrashPlan(p, 7, repeat=True) for p in ("before_commit", "writeback_sent", "webhook_sent")]
+    clean, runs = run_matrix(tmp_path, SMALL, plans, workers=WORKERS, fresh=True)
     _check(clean.state, verdict(clean, runs))
     assert all(run.crashes > 5 for run in runs), [(str(r.plan), r.crashes) for r in runs]
 
@@ -74,11 +75,16 @@ def _big() -> Script:
     return Script(customers=customers, orders=orders, seed=11)
 
 
-def _full_plans(orders: int) -> list[CrashPlan]:
-    late = max(7, orders // 3)  # deep into the first read's documents and deliveries
+def _full_plans(script: Script) -> list[CrashPlan]:
+    late = max(7, script.orders // 3)  # deep into the first read's documents and deliveries
     plans = [CrashPlan(p, n) for p in PER_UNIT for n in (1, 7, late)]
     plans += [CrashPlan(p) for p in ONCE_PER_CYCLE]
-    plans += [CrashPlan(p, max(7, orders // 10), repeat=True) for p in PER_UNIT]
+    every = max(7, script.orders // 10)
+    # A first read yields the customers of a batch before its orders, and a customer not in the
+    # ledger yet is not remembered: a process dying at every `after_fetch:n` with n no larger
+    # than that never commits anything (see docs/readme/crash.md).
+    for p in PER_UNIT:
+        plans.append(CrashPlan(p, every + (script.customers if p == "after_fetch" else 0), repeat=True))
     return plans
 
 
@@ -87,7 +93,7 @@ def test_full_matrix(tmp_path: Path) -> None:
     """Thousands of orders; every point at several n; repeating crashes ($BRIDGE_CRASH_ORDERS sizes it)."""
     script = _big()
     started = time.monotonic()
-    clean, runs = run_matrix(tmp_path, script, _full_plans(script.orders), workers=WORKERS)
+    clean, runs = run_matrix(tmp_path, script, _full_plans(script), workers=WORKERS)
     print(
         f"\ncrash matrix: {len(runs)} runs over {script.orders} orders in {time.monotonic() - started:.0f} s"
     )
