@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import Connection
+from structlog.contextvars import bound_contextvars
 
 from bridge import crashpoints
 from bridge.domain.model import CardStatus, Order
@@ -139,7 +140,12 @@ class Cycle:
     # --- the cycle ---------------------------------------------------------------------------------
 
     def run(self, token: StopToken) -> CycleResult:
+        """One cycle; every log line inside carries ``cycle`` (and ``doc``/``customer`` per document)."""
         now = self.clock()
+        with bound_contextvars(cycle=now.isoformat()):
+            return self._run(token, now)
+
+    def _run(self, token: StopToken, now: datetime) -> CycleResult:
         started = time.monotonic()
         requests_before = self.gateway.client.requests_made
         result = CycleResult(started_at=now)
@@ -204,7 +210,13 @@ class Cycle:
     # --- one document --------------------------------------------------------------------------------
 
     def _process(self, change: Any, now: datetime, result: CycleResult) -> None:
-        doc = log.bind(doc=change.key, entity=change.entity)
+        fields = self.gateway.mapping.orders.fields if change.entity == "order" else None
+        customer = (change.row or {}).get(fields.customer) if fields is not None else None
+        with bound_contextvars(doc=change.key, entity=change.entity, customer=customer):
+            self._process_bound(change, now, result)
+
+    def _process_bound(self, change: Any, now: datetime, result: CycleResult) -> None:
+        doc = log
         try:
             if change.entity == "order":
                 self._order(change, now)

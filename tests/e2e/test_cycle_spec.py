@@ -169,3 +169,23 @@ def test_example_5_levels_with_the_term_end(tmp_path: Path) -> None:
             len(history) == 2 and history[0].startswith("31.07.2026") and history[1].startswith("01.02.2026")
         )
         assert third
+
+
+def test_logs_carry_cycle_document_and_customer_context(tmp_path: Path) -> None:
+    from structlog.contextvars import merge_contextvars
+    from structlog.testing import capture_logs
+
+    with world(tmp_path, start=t(3, 1), discount=None) as w:
+        vera = w.op.partner("Орлова Вера Павловна")
+        bad = w.op.order(vera, [(BIKE, 1, 3000)], date=t(3, 1, 10))
+        row = w.store.get("Document_ЗаказКлиента", bad)
+        assert row is not None
+        negative = [dict(row["Товары"][0], Сумма=D(-5))]
+        w.store.patch("Document_ЗаказКлиента", bad, {"Товары": negative}, count=False)
+        with capture_logs(processors=[merge_contextvars]) as logs:
+            result = w.once(t(3, 1, 11))
+        assert result.documents_failed == 1
+        quarantined = [e for e in logs if e["event"] == "cycle.quarantined"]
+        assert quarantined and quarantined[0]["doc"] == bad and quarantined[0]["customer"] == vera
+        assert quarantined[0]["cycle"].startswith("2026-03-01T11:00")
+        assert "-5" in quarantined[0]["reason"] and quarantined[0]["field"].endswith("Сумма")
