@@ -301,10 +301,12 @@ class Cycle:
         if change.row is None:
             return
         card = self.gateway.card(change.row)
-        with self.engine.store.transaction() as conn:
-            tracking.set_card_version(conn, change.key, change.version)
+        # Apply first, remember the version after: a death in between re-reads the card and
+        # card_issued is a no-op the second time; the other way round the issue would be lost.
         if card is not None and card.status is CardStatus.ISSUED:
             self.engine.card_issued(card.customer_id, now)
+        with self.engine.store.transaction() as conn:
+            tracking.set_card_version(conn, change.key, change.version)
 
     def _resolve_card(self, order: Order) -> Order:
         """An order naming a card instead of a customer: find the owner, refuse a name mismatch."""

@@ -68,7 +68,8 @@ CRASH_EXIT = 137  # what bridge.crashpoints exits with
 @dataclass(frozen=True)
 class Script:
     """A deterministic history of 1C: ``orders`` generated orders of ``customers`` customers over
-    the two months before the first ``once``, then four rounds of operator changes.
+    the two months before the first ``once``, then four rounds of operator changes and a year
+    of time passing (see :meth:`steps`).
 
     Every choice (which open order closes, which is cancelled, who asks for points) is made from
     sorted keys and ``seed``, so a crash run and the clean run see exactly the same 1C changes at
@@ -338,7 +339,7 @@ def _bridge(inst: Installation, *args: str, crash: str | None = None) -> tuple[i
         env["BRIDGE_CRASH_AT"] = crash
     t0 = time.monotonic()
     code, out = inst.launcher.run([*args, "--config", str(inst.config)], env, inst.config.parent)
-    if os.environ.get("CRASH_DEBUG"):
+    if os.environ.get("BRIDGE_CRASH_DEBUG"):  # one line per bridge process
         print(args, crash, code, round(time.monotonic() - t0, 2), out.strip()[-150:])
     return code, out
 

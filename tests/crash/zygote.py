@@ -27,6 +27,9 @@ def _warm() -> None:
 
 
 def _child(argv: list[str], env: dict[str, str], out: str) -> None:
+    null = os.open(os.devnull, os.O_RDONLY)  # not the zygote's command pipe
+    os.dup2(null, 0)
+    os.close(null)
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
