@@ -86,9 +86,13 @@ class StoreState:
     def tracked(self, entity: str, now: datetime) -> dict[str, str]:
         with self.db.connect() as conn:
             if entity == "order":
-                return tracking.tracked_orders(conn, now, self.track_days)
+                found = tracking.quarantined_versions(conn, "order")
+                found.update(tracking.tracked_orders(conn, now, self.track_days))
+                return found
             if entity == "return":
-                return tracking.tracked_returns(conn, now, self.track_days)
+                found = tracking.quarantined_versions(conn, "return")
+                found.update(tracking.tracked_returns(conn, now, self.track_days))
+                return found
             if entity == "card":
                 return tracking.tracked_cards(conn)
         return {}

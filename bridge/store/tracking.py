@@ -163,6 +163,13 @@ def release_quarantine(conn: Connection, doc_id: str) -> None:
     conn.execute(t.quarantine.delete().where(t.quarantine.c.doc_id == doc_id))
 
 
+def quarantined_versions(conn: Connection, kind: str) -> dict[str, str]:
+    """Quarantined documents of ``kind`` -> the version that failed (re-checked every cycle, so a
+    fix in 1C is picked up by the next cycle, not only by the nightly sweep)."""
+    query = select(t.quarantine.c.doc_id, t.quarantine.c.version).where(t.quarantine.c.kind == kind)
+    return {row.doc_id: row.version for row in conn.execute(query)}
+
+
 def quarantined(conn: Connection) -> list[dict[str, Any]]:
     return [
         dict(r._mapping) for r in conn.execute(select(t.quarantine).order_by(t.quarantine.c.last_failed_at))

@@ -136,11 +136,6 @@ def test_a_fixed_document_is_picked_up_by_the_nightly_sweep(tmp_path: Path) -> N
         assert earned(w, bad) == Decimal(400)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a quarantined new document is not tracked: once the watermark passed it, a fix in 1C is "
-    "seen only by the nightly reconciliation sweep (poll.reconcile_at), not by the next cycle",
-)
 def test_a_fixed_document_is_picked_up_by_the_next_cycle(tmp_path: Path) -> None:
     with world(tmp_path, start=at(2)) as w:
         bad = quarantine_then_fix(w)
