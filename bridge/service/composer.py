@@ -3,7 +3,7 @@
 After the rules ran for one document (or one customer's clock), the composer enqueues:
 * ``onec``/``order`` — the order's loyalty fields for every order the unit touched;
 * ``onec``/``discount`` — the level discount for an order still open (the writer never touches a
-  closed one);
+  closed one), and for every other open order of the customer when the level changed;
 * ``onec``/``partner`` — the customer's loyalty state;
 * ``onec``/``card`` — a card created for the customer, to be created in 1C;
 * ``webhook``/``customer.updated`` — the full snapshot with the next ``sequence`` and the reasons;
@@ -25,7 +25,7 @@ from bridge.domain.present import customer_view, order_view
 from bridge.domain.views import CustomerView
 from bridge.service.codec import view_to_json
 from bridge.service.snapshot import snapshot_data
-from bridge.store import outbox
+from bridge.store import outbox, tracking
 
 Notifier = Callable[[Connection, Event, CustomerView, datetime], None]
 
@@ -121,6 +121,24 @@ class Composer:
                         now=now,
                         supersede=True,
                     )
+        if self.rules.discount is not None and any(
+            e.reason in (Reason.LEVEL_CHANGED, Reason.LEVEL_RECOMPUTED) for e in events
+        ):
+            # A new level applies to every order still being assembled, not only this unit's.
+            percent = view.level.percent if view.level else ZERO
+            for oid in tracking.open_order_ids(conn, cid):
+                if oid in book.orders:
+                    continue
+                outbox.enqueue(
+                    conn,
+                    channel="onec",
+                    kind="discount",
+                    customer_id=cid,
+                    target=oid,
+                    payload={"order_id": oid, "percent": str(percent)},
+                    now=now,
+                    supersede=True,
+                )
         if changed or book.orders:
             outbox.enqueue(
                 conn,

@@ -163,6 +163,12 @@ def release_quarantine(conn: Connection, doc_id: str) -> None:
     conn.execute(t.quarantine.delete().where(t.quarantine.c.doc_id == doc_id))
 
 
+def open_order_ids(conn: Connection, customer_id: str) -> list[str]:
+    """The customer's orders the bridge last saw open (being assembled)."""
+    query = select(t.orders.c.id).where(t.orders.c.customer_id == customer_id, t.orders.c.status == "open")
+    return list(conn.execute(query).scalars())
+
+
 def quarantined_versions(conn: Connection, kind: str) -> dict[str, str]:
     """Quarantined documents of ``kind`` -> the version that failed (re-checked every cycle, so a
     fix in 1C is picked up by the next cycle, not only by the nightly sweep)."""

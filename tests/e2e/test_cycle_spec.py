@@ -189,3 +189,16 @@ def test_logs_carry_cycle_document_and_customer_context(tmp_path: Path) -> None:
         assert quarantined and quarantined[0]["doc"] == bad and quarantined[0]["customer"] == vera
         assert quarantined[0]["cycle"].startswith("2026-03-01T11:00")
         assert "-5" in quarantined[0]["reason"] and quarantined[0]["field"].endswith("Сумма")
+
+
+def test_a_promotion_discounts_every_open_order_of_the_customer(tmp_path: Path) -> None:
+    with world(tmp_path, start=t(3, 1), bonus=None) as w:
+        anna = w.op.partner("Петрова Анна Сергеевна")
+        waiting = w.op.order(anna, [(JACKET, 1, 5000)], date=t(3, 1, 9))
+        w.once(t(3, 1, 10))  # base level: full price
+        assert w.store.get("Document_ЗаказКлиента", waiting)["Товары"][0]["Сумма"] == D(5000)  # type: ignore[index]
+        w.op.order(anna, [(BIKE, 1, 12000)], date=t(3, 2, 10), status="Закрыт")
+        w.once(t(3, 2, 11))  # 12 000: «Фанат животных», 5 % — the order waiting since yesterday too
+        assert w.partner_attr(anna, "Уровень клиента") == "Фанат животных"
+        line = w.store.get("Document_ЗаказКлиента", waiting)["Товары"][0]  # type: ignore[index]
+        assert (line["ПроцентАвтоматическойСкидки"], line["Сумма"]) == (D(5), D("4750.00"))
