@@ -106,10 +106,9 @@ def test_full_matrix(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_a_write_back_repeated_after_a_crash(tmp_path: Path) -> None:
     """Every process dies after its 7th write to 1C, before recording the order's new
-    DataVersion; the next process re-reads that order as changed. Seen once (bridges started
-    afresh, machine heavily loaded): the re-read order, its customer promoted meanwhile, got the
-    level discount written into it, which the clean run never wrote (a promotion only updates
-    the orders of the unit of work that caused it). Not reproduced since; kept as its own test."""
+    DataVersion; the next process re-reads that order as changed. Before a promotion updated every
+    open order of the customer (5378d54), the re-read order got the level discount written into
+    it, which the clean run never wrote."""
     clean, runs = run_matrix(tmp_path, SMALL, [CrashPlan("writeback_sent", 7, repeat=True)], workers=WORKERS)
     _check(clean.state, verdict(clean, runs))
 
