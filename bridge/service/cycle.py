@@ -228,7 +228,7 @@ class Cycle:
                 if change.row is not None:
                     self.engine.apply_return(self.gateway.return_doc(change.row), now)
             elif change.entity == "customer":
-                self._customer(change.key, change.row)
+                self._customer(change.key, change.row, now)
             elif change.entity == "card":
                 self._card(change, now)
             else:
@@ -361,13 +361,15 @@ class Cycle:
             "version": str(row.get("DataVersion") or ""),
         }
 
-    def _customer(self, key: str, row: dict[str, Any] | None) -> None:
+    def _customer(self, key: str, row: dict[str, Any] | None, now: datetime) -> None:
         if row is None:
             return
         contacts = self._read_customer(key, row)
         if contacts is None:
             return
         with self.engine.store.transaction() as conn:
+            # Remember a partner met before any of their orders, so the order does not read them again.
+            self.engine.store.lock_customer(conn, key, now)
             tracking.set_contacts(conn, key, **contacts)
 
     # --- write-back ------------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ def test_html_200_inside_a_document_ends_the_cycle_and_loses_nothing(tmp_path: P
     document unapplied and the cursors where they were; the next cycle applies everything."""
     with world(tmp_path, start=at(2)) as w:
         goods = good_orders(w, 3)
-        w.sim.faults.next("html200", match="Catalog_Партнеры(")  # the customer read of the first order
+        w.sim.faults.next("html200", match="Catalog_Номенклатура")  # the products read for the first order
         with pytest.raises(TransientError, match=PAGE):
             w.once(at(2, 12))
         assert quarantined(w) == {}
