@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, tzinfo
+from decimal import Decimal
 
 from sqlalchemy import Connection
 
@@ -111,34 +112,15 @@ class Composer:
                 percent = view.level.percent if view.level else ZERO
                 has_auto = any(line.auto_discount_percent for line in order.lines)
                 if percent > ZERO or has_auto:
-                    outbox.enqueue(
-                        conn,
-                        channel="onec",
-                        kind="discount",
-                        customer_id=cid,
-                        target=oid,
-                        payload={"order_id": oid, "percent": str(percent)},
-                        now=now,
-                        supersede=True,
-                    )
+                    _enqueue_discount(conn, cid, oid, percent, now)
         if self.rules.discount is not None and any(
             e.reason in (Reason.LEVEL_CHANGED, Reason.LEVEL_RECOMPUTED) for e in events
         ):
             # A new level applies to every order still being assembled, not only this unit's.
             percent = view.level.percent if view.level else ZERO
             for oid in tracking.open_order_ids(conn, cid):
-                if oid in book.orders:
-                    continue
-                outbox.enqueue(
-                    conn,
-                    channel="onec",
-                    kind="discount",
-                    customer_id=cid,
-                    target=oid,
-                    payload={"order_id": oid, "percent": str(percent)},
-                    now=now,
-                    supersede=True,
-                )
+                if oid not in book.orders:
+                    _enqueue_discount(conn, cid, oid, percent, now)
         if changed or book.orders:
             outbox.enqueue(
                 conn,
@@ -163,3 +145,19 @@ class Composer:
                     now=now,
                     dedup_key=f"card:{number}",
                 )
+
+
+def _enqueue_discount(
+    conn: Connection, customer_id: str, order_id: str, percent: Decimal, now: datetime
+) -> None:
+    """The level discount for an open order (the writer re-reads it and never touches a closed one)."""
+    outbox.enqueue(
+        conn,
+        channel="onec",
+        kind="discount",
+        customer_id=customer_id,
+        target=order_id,
+        payload={"order_id": order_id, "percent": str(percent)},
+        now=now,
+        supersede=True,
+    )
