@@ -275,6 +275,7 @@ outbox = Table(
     Column("dedup_key", String(200), unique=True),  # a notification is sent at most once
     Index("ix_outbox_due", "status", "channel", "next_attempt_at"),
     Index("ix_outbox_customer", "channel", "customer_id", "id"),
+    Index("ix_outbox_pending_head", "status", "channel", "customer_id", "id"),  # a customer's head
 )
 
 quarantine = Table(
