@@ -30,10 +30,6 @@ def round_money(value: Decimal | Fraction) -> Decimal:
     return value.quantize(KOPECK, rounding=ROUND_HALF_UP)
 
 
-def as_fraction(value: Decimal) -> Fraction:
-    return Fraction(value)
-
-
 def money_str(value: Decimal) -> str:
     """Two-decimal string for machines (webhook, JSON): ``40000.00``."""
     return str(value.quantize(KOPECK, rounding=ROUND_HALF_UP))

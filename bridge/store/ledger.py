@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -27,7 +26,7 @@ from bridge.domain.book import Book, OrderFacts
 from bridge.domain.ledger import Allocation, Entry, EntryKind, Event, LotDates
 from bridge.domain.levels import HistoryEntry, LevelState
 from bridge.domain.levels import Reason as LevelReason
-from bridge.domain.model import ZERO, Card, CardStatus, ReturnDoc
+from bridge.domain.model import Card, CardStatus, ReturnDoc
 from bridge.store import schema as t
 from bridge.store.codec import order_from_json, order_to_json, return_from_json, return_to_json
 
@@ -487,15 +486,6 @@ class LedgerStore:
 
     def customer_ids(self, conn: Connection) -> list[str]:
         return list(conn.execute(select(t.customers.c.id).order_by(t.customers.c.id)).scalars())
-
-    def totals(self, conn: Connection) -> dict[str, Decimal]:
-        """Sums over the whole ledger (for audits and tests)."""
-        points = ZERO
-        debt = ZERO
-        for p, d in conn.execute(select(t.entries.c.points, t.entries.c.debt_delta)):
-            points += p
-            debt += d
-        return {"points": points, "debt": debt}
 
 
 def _entry(customer_id: str, r: Any, allocations: list[Allocation]) -> Entry:
