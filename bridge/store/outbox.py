@@ -12,9 +12,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, func, select
+from sqlalchemy import Connection, and_, bindparam, exists, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.expression import Select
 
@@ -65,14 +66,81 @@ def new_message_id() -> str:
     return f"msg_{uuid.uuid4().hex}"
 
 
+# The statements of the unit of work and of the delivery loop, built once (as in
+# ``bridge.store.ledger``): each execution then skips SQLAlchemy's statement construction and
+# cache-key generation.
+_NEXT_SEQUENCE = (
+    t.customers.update()
+    .where(t.customers.c.id == bindparam("b_cid"))
+    .values(sequence=t.customers.c.sequence + 1)
+    .returning(t.customers.c.sequence)
+)
+_SUPERSEDE = (
+    t.outbox.update()
+    .where(
+        t.outbox.c.status == PENDING,
+        t.outbox.c.channel == bindparam("b_channel"),
+        t.outbox.c.kind == bindparam("b_kind"),
+        t.outbox.c.target == bindparam("b_target"),
+    )
+    .values(status=SUPERSEDED)
+)
+_older = t.outbox.alias("older")
+_DUE: Select[Any] = (
+    select(t.outbox)
+    .where(
+        t.outbox.c.status == PENDING,
+        t.outbox.c.channel == bindparam("b_channel"),
+        t.outbox.c.next_attempt_at <= bindparam("b_now"),
+        # only a customer's oldest pending message (the head of their queue)
+        ~exists(
+            select(_older.c.id).where(
+                _older.c.channel == t.outbox.c.channel,
+                _older.c.customer_id == t.outbox.c.customer_id,
+                _older.c.status == PENDING,
+                _older.c.id < t.outbox.c.id,
+            )
+        ),
+    )
+    .order_by(t.outbox.c.next_attempt_at, t.outbox.c.id)
+    .limit(bindparam("b_limit"))
+)
+_MARK_SENT = (
+    t.outbox.update()
+    .where(t.outbox.c.id == bindparam("b_id"))
+    .values(status=SENT, sent_at=bindparam("b_now"), attempts=t.outbox.c.attempts + 1, last_error="")
+)
+_MARK_RETRY = (
+    t.outbox.update()
+    .where(t.outbox.c.id == bindparam("b_id"))
+    .values(
+        next_attempt_at=bindparam("b_next_at"),
+        attempts=t.outbox.c.attempts + 1,
+        last_error=bindparam("b_error"),
+    )
+)
+_MARK_DEAD = (
+    t.outbox.update()
+    .where(t.outbox.c.id == bindparam("b_id"))
+    .values(status=DEAD, attempts=t.outbox.c.attempts + 1, last_error=bindparam("b_error"))
+)
+
+
+@cache
+def _dialect_statements(name: str) -> dict[str, Any]:
+    """The outbox INSERT … RETURNING (and its ``ON CONFLICT (dedup_key) DO NOTHING`` variant), built
+    once per dialect."""
+    dialect = postgresql if name == "postgresql" else sqlite
+    insert = dialect.insert(t.outbox)
+    return {
+        "insert": insert.returning(t.outbox.c.id),
+        "insert_once": insert.on_conflict_do_nothing(index_elements=["dedup_key"]).returning(t.outbox.c.id),
+    }
+
+
 def next_sequence(conn: Connection, customer_id: str) -> int:
     """The customer's next webhook snapshot number (the customer's row is locked by the caller)."""
-    value: int = conn.execute(
-        t.customers.update()
-        .where(t.customers.c.id == customer_id)
-        .values(sequence=t.customers.c.sequence + 1)
-        .returning(t.customers.c.sequence)
-    ).scalar_one()
+    value: int = conn.execute(_NEXT_SEQUENCE, {"b_cid": customer_id}).scalar_one()
     return value
 
 
@@ -97,34 +165,25 @@ def enqueue(
     if channel not in CHANNELS:
         raise ValueError(f"unknown outbox channel {channel!r}")
     if supersede and target is not None:
-        conn.execute(
-            t.outbox.update()
-            .where(
-                t.outbox.c.status == PENDING,
-                t.outbox.c.channel == channel,
-                t.outbox.c.kind == kind,
-                t.outbox.c.target == target,
-            )
-            .values(status=SUPERSEDED)
-        )
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(t.outbox).values(
-        message_id=new_message_id(),
-        channel=channel,
-        kind=kind,
-        customer_id=customer_id,
-        target=target,
-        sequence=sequence,
-        payload=payload,
-        status=PENDING,
-        attempts=0,
-        created_at=now,
-        next_attempt_at=now,
-        dedup_key=dedup_key,
-    )
-    if dedup_key is not None:
-        stmt = stmt.on_conflict_do_nothing(index_elements=["dedup_key"])
-    row = conn.execute(stmt.returning(t.outbox.c.id)).first()
+        conn.execute(_SUPERSEDE, {"b_channel": channel, "b_kind": kind, "b_target": target})
+    statements = _dialect_statements(conn.dialect.name)
+    row = conn.execute(
+        statements["insert"] if dedup_key is None else statements["insert_once"],
+        {
+            "message_id": new_message_id(),
+            "channel": channel,
+            "kind": kind,
+            "customer_id": customer_id,
+            "target": target,
+            "sequence": sequence,
+            "payload": payload,
+            "status": PENDING,
+            "attempts": 0,
+            "created_at": now,
+            "next_attempt_at": now,
+            "dedup_key": dedup_key,
+        },
+    ).first()
     return None if row is None else int(row[0])
 
 
@@ -134,51 +193,19 @@ def due(conn: Connection, channel: str, now: datetime, limit: int = 100) -> list
     Only a customer's oldest pending message is ever due, so one customer's messages go out in
     order; a customer whose head message waits for a retry does not hold up anybody else.
     """
-    older = t.outbox.alias("older")
-    head_of_customer = ~exists(
-        select(older.c.id).where(
-            older.c.channel == t.outbox.c.channel,
-            older.c.customer_id == t.outbox.c.customer_id,
-            older.c.status == PENDING,
-            older.c.id < t.outbox.c.id,
-        )
-    )
-    query: Select[Any] = (
-        select(t.outbox)
-        .where(
-            t.outbox.c.status == PENDING,
-            t.outbox.c.channel == channel,
-            t.outbox.c.next_attempt_at <= now,
-            head_of_customer,
-        )
-        .order_by(t.outbox.c.next_attempt_at, t.outbox.c.id)
-        .limit(limit)
-    )
-    return [_message(r) for r in conn.execute(query)]
+    return [_message(r) for r in conn.execute(_DUE, {"b_channel": channel, "b_now": now, "b_limit": limit})]
 
 
 def mark_sent(conn: Connection, message_id: int, now: datetime) -> None:
-    conn.execute(
-        t.outbox.update()
-        .where(t.outbox.c.id == message_id)
-        .values(status=SENT, sent_at=now, attempts=t.outbox.c.attempts + 1, last_error="")
-    )
+    conn.execute(_MARK_SENT, {"b_id": message_id, "b_now": now})
 
 
 def mark_retry(conn: Connection, message_id: int, next_at: datetime, error: str) -> None:
-    conn.execute(
-        t.outbox.update()
-        .where(t.outbox.c.id == message_id)
-        .values(next_attempt_at=next_at, attempts=t.outbox.c.attempts + 1, last_error=error[:1000])
-    )
+    conn.execute(_MARK_RETRY, {"b_id": message_id, "b_next_at": next_at, "b_error": error[:1000]})
 
 
 def mark_dead(conn: Connection, message_id: int, error: str) -> None:
-    conn.execute(
-        t.outbox.update()
-        .where(t.outbox.c.id == message_id)
-        .values(status=DEAD, attempts=t.outbox.c.attempts + 1, last_error=error[:1000])
-    )
+    conn.execute(_MARK_DEAD, {"b_id": message_id, "b_error": error[:1000]})
 
 
 def retry(conn: Connection, now: datetime, message_id: str | None = None, *, all_dead: bool = False) -> int:

@@ -8,20 +8,83 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, or_, select
+from sqlalchemy import Connection, Engine, bindparam, exists, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from bridge.store import schema as t
-from bridge.store.ledger import upsert
+
+# The statements run for every document or write-back, built once (as in ``bridge.store.ledger``):
+# each execution then skips SQLAlchemy's statement construction and cache-key generation.
+_CURSOR = select(t.cursors.c.value).where(t.cursors.c.name == bindparam("b_name"))
+_ORDER_VERSION = (
+    t.orders.update().where(t.orders.c.id == bindparam("b_id")).values(version=bindparam("b_version"))
+)
+_PARTNER_VERSION = (
+    t.customers.update()
+    .where(t.customers.c.id == bindparam("b_id"))
+    .values(onec_version=bindparam("b_version"))
+)
+_CARD_VERSION = (
+    t.cards.update().where(t.cards.c.onec_id == bindparam("b_id")).values(onec_version=bindparam("b_version"))
+)
+_CARD_ONEC_ID = (
+    t.cards.update().where(t.cards.c.number == bindparam("b_number")).values(onec_id=bindparam("b_onec_id"))
+)
+_SET_CONTACTS = (
+    t.customers.update()
+    .where(t.customers.c.id == bindparam("b_id"))
+    .values(
+        name=bindparam("b_name"),
+        phone=bindparam("b_phone"),
+        email=bindparam("b_email"),
+        onec_version=bindparam("b_version"),
+    )
+)
+_CONTACTS = select(
+    t.customers.c.name, t.customers.c.phone, t.customers.c.email, t.customers.c.onec_version
+).where(t.customers.c.id == bindparam("b_id"))
+_KNOWN = select(
+    select(t.customers.c.onec_version).where(t.customers.c.id == bindparam("b_id")).scalar_subquery(),
+    exists().where(t.cards.c.customer_id == bindparam("b_id")),
+)
+_RELEASE = t.quarantine.delete().where(t.quarantine.c.doc_id == bindparam("b_id"))
+_QUARANTINED_IDS = select(t.quarantine.c.doc_id)
+_OPEN_ORDERS = select(t.orders.c.id).where(
+    t.orders.c.customer_id == bindparam("b_id"), t.orders.c.status == "open"
+)
+
+
+@cache
+def _dialect_statements(name: str) -> dict[str, Any]:
+    """The ``ON CONFLICT`` upserts, built once per dialect."""
+    dialect = postgresql if name == "postgresql" else sqlite
+    cursor = dialect.insert(t.cursors)
+    processed = dialect.insert(t.processed)
+    return {
+        "cursor": cursor.on_conflict_do_update(
+            index_elements=["name"],
+            set_={"value": cursor.excluded.value, "updated_at": cursor.excluded.updated_at},
+        ),
+        "processed": processed.on_conflict_do_update(
+            index_elements=["doc_id", "version"],
+            set_={
+                "customer_id": processed.excluded.customer_id,
+                "processed_at": processed.excluded.processed_at,
+            },
+        ),
+    }
 
 
 def get_cursor(conn: Connection, name: str) -> str | None:
-    return conn.execute(select(t.cursors.c.value).where(t.cursors.c.name == name)).scalar()
+    return conn.execute(_CURSOR, {"b_name": name}).scalar()
 
 
 def set_cursor(conn: Connection, name: str, value: str, now: datetime) -> None:
-    upsert(conn, t.cursors, {"name": name, "value": value, "updated_at": now}, ["name"])
+    statement = _dialect_statements(conn.dialect.name)["cursor"]
+    conn.execute(statement, {"name": name, "value": value, "updated_at": now})
 
 
 def tracked_orders(conn: Connection, now: datetime, track_days: int) -> dict[str, str]:
@@ -84,7 +147,7 @@ def versions(conn: Connection, entity: str, keys: Collection[str]) -> dict[str, 
 
 
 def set_card_version(conn: Connection, onec_id: str, version: str) -> None:
-    conn.execute(t.cards.update().where(t.cards.c.onec_id == onec_id).values(onec_version=version))
+    conn.execute(_CARD_VERSION, {"b_id": onec_id, "b_version": version})
 
 
 def record_own_version(conn: Connection, obj: str, key: str, version: str, now: datetime) -> None:
@@ -92,42 +155,42 @@ def record_own_version(conn: Connection, obj: str, key: str, version: str, now: 
     if not version:
         return
     if obj == "orders":
-        upsert(
-            conn,
-            t.processed,
+        conn.execute(
+            _dialect_statements(conn.dialect.name)["processed"],
             {"doc_id": key, "version": version, "customer_id": None, "processed_at": now},
-            ["doc_id", "version"],
         )
-        conn.execute(t.orders.update().where(t.orders.c.id == key).values(version=version))
+        conn.execute(_ORDER_VERSION, {"b_id": key, "b_version": version})
     elif obj == "partners":
-        conn.execute(t.customers.update().where(t.customers.c.id == key).values(onec_version=version))
+        conn.execute(_PARTNER_VERSION, {"b_id": key, "b_version": version})
     elif obj == "cards":
         set_card_version(conn, key, version)
 
 
 def set_card_onec_id(conn: Connection, number: str, onec_id: str) -> None:
-    conn.execute(t.cards.update().where(t.cards.c.number == number).values(onec_id=onec_id))
+    conn.execute(_CARD_ONEC_ID, {"b_number": number, "b_onec_id": onec_id})
 
 
 def set_contacts(
     conn: Connection, customer_id: str, *, name: str, phone: str | None, email: str | None, version: str
 ) -> None:
     conn.execute(
-        t.customers.update()
-        .where(t.customers.c.id == customer_id)
-        .values(name=name, phone=phone, email=email, onec_version=version)
+        _SET_CONTACTS,
+        {"b_id": customer_id, "b_name": name, "b_phone": phone, "b_email": email, "b_version": version},
     )
 
 
 def contacts(conn: Connection, customer_id: str) -> dict[str, Any]:
-    row = conn.execute(
-        select(
-            t.customers.c.name, t.customers.c.phone, t.customers.c.email, t.customers.c.onec_version
-        ).where(t.customers.c.id == customer_id)
-    ).first()
+    row = conn.execute(_CONTACTS, {"b_id": customer_id}).first()
     if row is None:
         return {"name": "", "phone": None, "email": None, "onec_version": None}
     return dict(row._mapping)
+
+
+def customer_known(conn: Connection, customer_id: str) -> tuple[str | None, bool]:
+    """The partner's DataVersion the bridge last read (None when never read) and whether the
+    customer has a card, in one round trip (what the cycle asks before every order)."""
+    version, has_card = conn.execute(_KNOWN, {"b_id": customer_id}).one()
+    return version, bool(has_card)
 
 
 def quarantine(
@@ -160,13 +223,17 @@ def quarantine(
 
 
 def release_quarantine(conn: Connection, doc_id: str) -> None:
-    conn.execute(t.quarantine.delete().where(t.quarantine.c.doc_id == doc_id))
+    conn.execute(_RELEASE, {"b_id": doc_id})
+
+
+def quarantined_ids(conn: Connection) -> set[str]:
+    """Every quarantined document (of any kind)."""
+    return set(conn.execute(_QUARANTINED_IDS).scalars())
 
 
 def open_order_ids(conn: Connection, customer_id: str) -> list[str]:
     """The customer's orders the bridge last saw open (being assembled)."""
-    query = select(t.orders.c.id).where(t.orders.c.customer_id == customer_id, t.orders.c.status == "open")
-    return list(conn.execute(query).scalars())
+    return list(conn.execute(_OPEN_ORDERS, {"b_id": customer_id}).scalars())
 
 
 def quarantined_versions(conn: Connection, kind: str) -> dict[str, str]:
