@@ -28,7 +28,7 @@ from structlog.contextvars import bound_contextvars
 from bridge import crashpoints
 from bridge.domain.model import CardStatus, Order
 from bridge.errors import BridgeError, DocumentError, FatalHTTPError, OneCError, TransientError
-from bridge.service.delivery import DeliveryStats, deliver_channel
+from bridge.service.delivery import Bookkeeping, DeliveryStats, deliver_channel
 from bridge.service.engine import Engine
 from bridge.service.gateway import Gateway
 from bridge.store import tracking
@@ -111,7 +111,7 @@ class StoreState:
 @dataclass
 class Channel:
     name: str
-    send: Callable[[OutboxMessage], None]
+    send: Callable[[OutboxMessage], Bookkeeping | None]
     max_age_hours: float
 
 
@@ -140,6 +140,7 @@ class Cycle:
         self.history = history
         self.heartbeat = heartbeat or (lambda: None)
         self.progress = progress or (lambda n: None)
+        self._quarantined: set[str] = set()  # the quarantined documents, read when a cycle starts
 
     # --- the cycle ---------------------------------------------------------------------------------
 
@@ -155,6 +156,9 @@ class Cycle:
         result = CycleResult(started_at=now)
         bound = log.bind(cycle=now.isoformat())
         self._hold_cursors = False
+        with self.engine.store.engine.connect() as conn:
+            # Read once: a document not in quarantine needs no release (a write per document saved).
+            self._quarantined = tracking.quarantined_ids(conn)
         self.engine.tick(now)
         complete = True
         for change in self.source.read(self.state, now):
@@ -236,14 +240,17 @@ class Cycle:
                 return
             result.documents_processed += 1
             result.by_entity[change.entity] = result.by_entity.get(change.entity, 0) + 1
-            with self.engine.store.transaction() as conn:
-                tracking.release_quarantine(conn, change.key)
+            if change.key in self._quarantined:
+                with self.engine.store.transaction() as conn:
+                    tracking.release_quarantine(conn, change.key)
+                self._quarantined.discard(change.key)
         except DocumentError as exc:
             result.documents_failed += 1
             number = str((change.row or {}).get("Number") or "")
             reason = exc.reason
             result.failures.append(f"{change.entity} {number or change.key}: {reason}")
             doc.error("cycle.quarantined", reason=reason, field=exc.field, number=number)
+            self._quarantined.add(change.key)
             tracking.quarantine(
                 self.engine.store.engine,
                 doc_id=change.key,
@@ -286,8 +293,11 @@ class Cycle:
         order = self.gateway.order(change.row, cards)
         order = self._resolve_card(order)
         assert order.customer_id is not None
-        contacts = self._contacts_for(order.customer_id)
-        if self.engine.card_prefix is not None and not self._has_card(order.customer_id):
+        with self.engine.store.engine.connect() as conn:
+            known_version, has_card = tracking.customer_known(conn, order.customer_id)
+        # Read the partner from 1C when the bridge does not know them yet.
+        contacts = None if known_version else self._read_customer(order.customer_id)
+        if self.engine.card_prefix is not None and not has_card:
             for card, version in self.gateway.cards_of(order.customer_id)[:1]:
                 self.engine.adopt_card(card, now, version)  # keep the number 1C already has
 
@@ -296,10 +306,6 @@ class Cycle:
                 tracking.set_contacts(conn, order.customer_id or "", **contacts)
 
         self.engine.apply_order(order, now, history=self.history, prepare=prepare)
-
-    def _has_card(self, customer_id: str) -> bool:
-        with self.engine.store.engine.connect() as conn:
-            return self.engine.store.customer_card(conn, customer_id) is not None
 
     def _card(self, change: Any, now: datetime) -> None:
         if change.row is None:
@@ -336,14 +342,6 @@ class Cycle:
                 )
         return replace(order, customer_id=owner)
 
-    def _contacts_for(self, customer_id: str) -> dict[str, Any] | None:
-        """Read the partner from 1C when the bridge does not know them yet."""
-        with self.engine.store.engine.connect() as conn:
-            known = tracking.contacts(conn, customer_id)
-        if known["onec_version"]:
-            return None
-        return self._read_customer(customer_id)
-
     def _read_customer(self, customer_id: str, row: dict[str, Any] | None = None) -> dict[str, Any] | None:
         if row is None:
             found = self.gateway.customer(customer_id)
@@ -374,13 +372,31 @@ class Cycle:
 
     # --- write-back ------------------------------------------------------------------------------------
 
-    def _write_back(self, msg: OutboxMessage) -> None:
+    def _write_back(self, msg: OutboxMessage) -> Bookkeeping | None:
+        # The DataVersions the write produced are remembered in the transaction that marks the
+        # message sent (one commit, after 1C answered; see ``deliver_channel``): a death before it
+        # re-sends the message, which re-reads the object and finds nothing left to change.
+        recorded: list[tuple[str, str, str, datetime]] = []
+
         def record(obj: str, key: str, version: str) -> None:
-            with self.engine.store.transaction() as conn:
+            recorded.append((obj, key, version, self.clock()))
+
+        def remember(conn: Connection) -> None:
+            for obj, key, version, at in recorded:
                 if obj == "cards" and msg.kind == "card":
                     tracking.set_card_onec_id(conn, msg.payload["number"], key)
-                tracking.record_own_version(conn, obj, key, version, self.clock())
+                tracking.record_own_version(conn, obj, key, version, at)
 
+        try:
+            self._write(msg, record)
+        except BaseException:
+            if recorded:  # not marked sent: no later transaction to ride along with
+                with self.engine.store.transaction() as conn:
+                    remember(conn)
+            raise
+        return remember if recorded else None
+
+    def _write(self, msg: OutboxMessage, record: Callable[[str, str, str], None]) -> None:
         try:
             outcome = self.gateway.write(msg, record)
         except OneCError as exc:

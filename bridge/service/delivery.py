@@ -2,7 +2,8 @@
 
 Each customer's oldest pending message of a channel only is due (``outbox.due``), so one customer's
 messages go out in order and a customer waiting for a retry holds up nobody else. Each outcome
-commits in its own short transaction; no transaction is open during a network call.
+commits in its own short transaction (with the sender's own bookkeeping, if it returns any); no
+transaction is open during a network call.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from bridge.store import outbox
 log = structlog.get_logger(__name__)
 
 ConnFactory = Callable[[], AbstractContextManager[Connection]]
+# What a sender may return: state to write in the very transaction that marks its message sent
+# (the 1C write-back's own DataVersions), so a delivery costs one commit, not two.
+Bookkeeping = Callable[[Connection], None]
 
 
 @dataclass(slots=True)
@@ -84,7 +88,7 @@ def _describe(exc: BaseException) -> str:
 def deliver_channel(
     channel: str,
     conn_factory: ConnFactory,
-    send: Callable[[outbox.OutboxMessage], None],
+    send: Callable[[outbox.OutboxMessage], Bookkeeping | None],
     now: datetime,
     *,
     max_age_hours: float,
@@ -99,7 +103,8 @@ def deliver_channel(
     Each customer's oldest pending message only is due (``outbox.due``), so messages of one
     customer go out in order and a customer waiting for a retry holds up nobody else. Each outcome
     commits in its own short transaction (no transaction is open during a network call):
-    ``mark_sent``; on :class:`TransientError` ``mark_retry`` at :func:`retry_at` or ``mark_dead``
+    ``mark_sent`` (after what ``send`` returned, if anything, ran in the same transaction); on
+    :class:`TransientError` ``mark_retry`` at :func:`retry_at` or ``mark_dead``
     once the message is ``max_age_hours`` old; on :class:`FatalHTTPError` (or any other
     :class:`BridgeError`) ``mark_dead`` at once — a dead message no longer blocks its customer.
     Runs until nothing is due at ``now`` or ``stop()`` is true (checked before every send).
@@ -109,6 +114,8 @@ def deliver_channel(
         conn_factory: returns a context manager yielding a connection in a transaction
             (``engine.begin``).
         send: delivers one message or raises; the message's ``message_id`` is its idempotency key.
+            It may return a :data:`Bookkeeping` callable, run in the transaction that marks the
+            message sent.
         now: the cycle's clock (aware), deciding what is due and when a retry is due.
         max_age_hours: a message failing this long after it was created is dead.
         rng: jitter source (``random.Random(seed)`` in tests).
@@ -135,7 +142,7 @@ def deliver_channel(
             bound = log.bind(channel=channel, message_id=msg.message_id, customer=msg.customer_id)
             stats.requests += 1
             try:
-                send(msg)
+                bookkeeping = send(msg)
             except TransientError as exc:
                 next_at = retry_at(msg, now, exc, max_age=max_age, rng=jitter, base_s=base_s, cap_s=cap_s)
                 with conn_factory() as conn:
@@ -158,6 +165,8 @@ def deliver_channel(
                 if channel == "webhook":
                     crashpoints.point("webhook_sent")
                 with conn_factory() as conn:
+                    if bookkeeping is not None:
+                        bookkeeping(conn)
                     outbox.mark_sent(conn, msg.id, now)
                 crashpoints.point("delivery_marked")
                 stats.sent += 1
