@@ -89,14 +89,14 @@ class Engine:
                 self.store.lock_customer(conn, cid, now)
             if previous is not None and previous != customer:
                 # The order moved to another partner: undo everything it did for the old one.
-                old = self.store.load_book(conn, previous, [order.id])
+                old = self.store.load_book(conn, previous, [order.id], history=self._history)
                 rules_apply.apply_order(old, self.rules, replace(order, deleted=True), now, tz=self.tz)
                 old.orders[order.id].customer_id = previous
                 self._finish(conn, old, now, history)
                 del old.orders[order.id]
             if prepare is not None:
                 prepare(conn)
-            book = self.store.load_book(conn, customer, [order.id])
+            book = self.store.load_book(conn, customer, [order.id], history=self._history)
             if book.card is None and self.card_prefix is not None and not order.voided:
                 self._issue_card(conn, book, now, history)
             facts = rules_apply.apply_order(book, self.rules, order, now, history=history, tz=self.tz)
@@ -119,7 +119,8 @@ class Engine:
                 self.store.mark_processed(conn, ret.id, ret.version, None, now)
                 return Applied(False, None)
             self.store.lock_customer(conn, customer, now)
-            book = self.store.load_book(conn, customer, [ret.order_id] if ret.order_id else [])
+            order_ids = [ret.order_id] if ret.order_id else []
+            book = self.store.load_book(conn, customer, order_ids, history=self._history)
             facts = rules_apply.apply_return(book, self.rules, ret, now, tz=self.tz)
             events = tuple(book.new_events)
             entries = len(book.new_entries)
@@ -144,7 +145,8 @@ class Engine:
         """The warehouse handed the card out: the card is ``issued``, open orders stop asking for one."""
         with self.store.transaction() as conn:
             self.store.lock_customer(conn, customer_id, now)
-            book = self.store.load_book(conn, customer_id, self.store.open_orders(conn, customer_id))
+            order_ids = self.store.open_orders(conn, customer_id)
+            book = self.store.load_book(conn, customer_id, order_ids, history=self._history)
             if book.card is None or book.card.status is CardStatus.ISSUED:
                 return Applied(True, customer_id)
             self.store.set_card_status(conn, customer_id, CardStatus.ISSUED, now)
@@ -172,7 +174,7 @@ class Engine:
         for customer in due:
             with self.store.transaction() as conn:
                 self.store.lock_customer(conn, customer, now)
-                book = self.store.load_book(conn, customer)
+                book = self.store.load_book(conn, customer, history=self._history)
                 rules_apply.advance(book, self.rules, now)
                 events = tuple(book.new_events)
                 entries = len(book.new_entries)
@@ -187,7 +189,10 @@ class Engine:
             return self.store.load_book(conn, customer_id, order_ids)
 
     def customer_view(self, customer_id: str, now: datetime) -> CustomerView:
-        return customer_view(self.book(customer_id), self.rules, now, self.tz)
+        with self.store.engine.connect() as conn:
+            # A view never emits events: the event keys are not needed.
+            book = self.store.load_book(conn, customer_id, keys=False)
+        return customer_view(book, self.rules, now, self.tz)
 
     def order_view(self, order_id: str) -> OrderView | None:
         with self.store.engine.connect() as conn:
@@ -217,6 +222,12 @@ class Engine:
         return None
 
     # --- internals -----------------------------------------------------------------------------------
+
+    @property
+    def _history(self) -> bool:
+        """Whether a unit of work needs the level history: only views read it (the hooks present
+        the customer); the rules merely append to it, and ``save_book`` inserts ``new_history``."""
+        return self.rules.discount is not None and bool(self.hooks)
 
     def _issue_card(self, conn: Connection, book: Book, now: datetime, history: bool) -> None:
         assert self.card_prefix is not None

@@ -62,7 +62,9 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # On the driver directly: the same statement without SQLAlchemy's execution machinery
+        # (~0.1 ms on every transaction of the ledger's hot path).
+        conn.connection.driver_connection.execute("BEGIN IMMEDIATE")
 
 
 def _alembic_config() -> AlembicConfig:

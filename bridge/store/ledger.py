@@ -5,6 +5,13 @@ each time (through ``Book.absorb``, the same code that applies new entries in me
 is no cached balance to drift. ``save_book`` inserts the unit of work's new entries, allocations,
 level history and events, and upserts the working facts (orders, level state).
 
+The statements every unit of work runs (``order_state``, ``lock_customer``, ``load_book``,
+``save_book``, ``mark_processed``) go to the DBAPI connection under SQLAlchemy's, inside its
+transaction, in the dialect's paramstyle: through SQLAlchemy Core each cost several times the
+statement itself. They bind and read values with the column types' own conversions
+(``schema.decimal_param`` & co.), so the rows are byte-identical to what the typed tables write.
+Everything else stays on SQLAlchemy Core.
+
 Concurrency: every unit of work calls ``lock_customer`` first. On PostgreSQL that takes the
 customer's row lock (``SELECT … FOR UPDATE``), so two writers can never spend the same point;
 SQLite transactions start with ``BEGIN IMMEDIATE`` (see ``bridge.store.db``) and so are already
@@ -13,22 +20,24 @@ serial. Must not import bridge.onec, bridge.site, bridge.notify or bridge.servic
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import json
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from functools import cache
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, select, type_coerce
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 from bridge.domain.book import Book, OrderFacts
-from bridge.domain.ledger import Allocation, Entry, EntryKind, Event, LotDates
+from bridge.domain.ledger import Allocation, Entry, EntryKind, LotDates
 from bridge.domain.levels import HistoryEntry, LevelState
 from bridge.domain.levels import Reason as LevelReason
 from bridge.domain.model import Card, CardStatus, ReturnDoc
 from bridge.store import schema as t
 from bridge.store.codec import order_from_json, order_to_json, return_from_json, return_to_json
+from bridge.store.schema import decimal_param, decimal_value, time_param, time_value
 
 
 def upsert(conn: Connection, table: Any, values: dict[str, Any], keys: list[str]) -> None:
@@ -66,108 +75,50 @@ def _level_from_json(data: dict[str, Any] | None) -> LevelState | None:
     )
 
 
-class _FastUTCDateTime(t.UTCDateTime):
-    """``UTCDateTime`` read with ``fromisoformat`` (C) instead of ``strptime``: the same values.
+# --- the hot statements, on the driver ------------------------------------------------------------
 
-    SQLite stores ``%Y-%m-%dT%H:%M:%S.%f`` (always six fraction digits), which ``fromisoformat``
-    reads exactly; anything else falls back to the column type's own parsing.
-    """
-
-    cache_ok = True
-
-    def process_result_value(self, value: Any, dialect: Any) -> datetime | None:
-        if isinstance(value, str):
-            try:
-                return datetime.fromisoformat(value).replace(tzinfo=UTC)
-            except ValueError:
-                pass
-        return super().process_result_value(value, dialect)
-
-
-def _fast(column: Any) -> Any:
-    if isinstance(column.type, t.UTCDateTime):
-        return type_coerce(column, _FastUTCDateTime()).label(column.name)
-    return column
-
-
-# Statements of the unit of work, built once: each execution then skips SQLAlchemy's statement
-# construction and cache-key generation, and hits the compiled cache at once.
-_E, _A = t.entries, t.allocations
-_PROCESSED = select(t.processed.c.doc_id).where(
-    t.processed.c.doc_id == bindparam("doc"), t.processed.c.version == bindparam("ver")
+_STATEMENTS = {
+    "order_state": "SELECT EXISTS (SELECT 1 FROM processed WHERE doc_id = ? AND version = ?), "
+    "(SELECT customer_id FROM orders WHERE id = ?)",
+    "processed": "SELECT 1 FROM processed WHERE doc_id = ? AND version = ?",
+    "new_customer": "INSERT INTO customers (id, name, updated_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (id) DO NOTHING",
+    "lock": "SELECT id FROM customers WHERE id = ? FOR UPDATE",
+    "entries": "SELECT e.id, e.kind, e.order_id, e.lot_id, e.points, e.money, e.debt_delta, "
+    "e.effective_at, e.accrued_at, e.available_at, e.expires_at, a.lot_id, a.points "
+    "FROM entries AS e LEFT OUTER JOIN allocations AS a ON a.entry_id = e.id "
+    "WHERE e.customer_id = ? ORDER BY e.id, a.id",
+    "customer": "SELECT c.level_code, c.level_valid_until, c.level_since, c.level_promoted_by, "
+    "c.level_previous, k.number, k.status, k.onec_id "
+    "FROM customers AS c LEFT OUTER JOIN cards AS k ON k.customer_id = c.id WHERE c.id = ?",
+    "card": "SELECT number, status, onec_id FROM cards WHERE customer_id = ?",
+    "history": 'SELECT "at", old_code, new_code, period_sum, reason, order_id FROM level_history '
+    "WHERE customer_id = ? ORDER BY id",
+    "event_keys": 'SELECT "key" FROM events WHERE customer_id = ?',
+    "insert_allocation": "INSERT INTO allocations (entry_id, customer_id, lot_id, points) "
+    "VALUES (?, ?, ?, ?)",
+    "insert_history": 'INSERT INTO level_history (customer_id, "at", old_code, new_code, period_sum, '
+    "reason, order_id, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    "insert_event": 'INSERT INTO events (customer_id, "key", reason, "at", order_id, points, when_at, '
+    "detail, history) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "new_counter": "INSERT INTO counters (name, value) VALUES (?, 0) ON CONFLICT (name) DO NOTHING",
+    "next_counter": "UPDATE counters SET value = value + 1 WHERE name = ? RETURNING value",
+    "add_card": "INSERT INTO cards (number, serial, customer_id, status, onec_id, onec_version, "
+    "created_at, issued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    "card_number": "SELECT number FROM cards WHERE number = ?",
+    "mark_processed": "INSERT INTO processed (doc_id, version, customer_id, processed_at) "
+    "VALUES (?, ?, ?, ?)",
+    "save_customer": "UPDATE customers SET level_code = ?, level_valid_until = ?, level_since = ?, "
+    "level_promoted_by = ?, level_previous = ?, next_due_at = ?, updated_at = ? WHERE id = ?",
+}
+_ORDERS = (
+    "SELECT id, customer_id, first_seen_at, close_time, earned_tier, redeem_decided, "
+    "redeem_requested, redeem_accepted, message, snapshot FROM orders WHERE id IN "
 )
-_OWNER = select(t.orders.c.customer_id).where(t.orders.c.id == bindparam("doc"))
-_ORDER_STATE = select(_PROCESSED.exists().label("done"), _OWNER.scalar_subquery().label("owner"))
-_LOCK_PG = select(t.customers.c.id).where(t.customers.c.id == bindparam("cid")).with_for_update()
-_ENTRIES = (
-    select(
-        *(
-            _fast(c)
-            for c in (
-                _E.c.id,
-                _E.c.kind,
-                _E.c.order_id,
-                _E.c.lot_id,
-                _E.c.points,
-                _E.c.money,
-                _E.c.debt_delta,
-                _E.c.effective_at,
-                _E.c.accrued_at,
-                _E.c.available_at,
-                _E.c.expires_at,
-            )
-        ),
-        _A.c.lot_id.label("a_lot"),
-        _A.c.points.label("a_points"),
-    )
-    .select_from(_E.outerjoin(_A, _A.c.entry_id == _E.c.id))
-    .where(_E.c.customer_id == bindparam("cid"))
-    .order_by(_E.c.id, _A.c.id)
-)
-_ORDERS = select(*(_fast(c) for c in t.orders.c)).where(t.orders.c.id.in_(bindparam("ids", expanding=True)))
-_RETURNS = select(t.returns.c.id, t.returns.c.order_id, t.returns.c.snapshot).where(
-    t.returns.c.order_id.in_(bindparam("ids", expanding=True))
-)
-_CUSTOMER = (
-    select(
-        t.customers.c.level_code,
-        _fast(t.customers.c.level_valid_until),
-        _fast(t.customers.c.level_since),
-        t.customers.c.level_promoted_by,
-        t.customers.c.level_previous,
-        t.cards.c.number.label("card_number"),
-        t.cards.c.status.label("card_status"),
-        t.cards.c.onec_id.label("card_onec_id"),
-    )
-    .select_from(t.customers.outerjoin(t.cards, t.cards.c.customer_id == t.customers.c.id))
-    .where(t.customers.c.id == bindparam("cid"))
-)
-_CARD = select(t.cards.c.number, t.cards.c.status, t.cards.c.onec_id).where(
-    t.cards.c.customer_id == bindparam("cid")
-)
-_HISTORY = (
-    select(*(_fast(c) for c in t.level_history.c))
-    .where(t.level_history.c.customer_id == bindparam("cid"))
-    .order_by(t.level_history.c.id)
-)
-_EVENT_KEYS = select(t.events.c.key).where(t.events.c.customer_id == bindparam("cid"))
-_INSERT_ENTRIES = t.entries.insert().returning(t.entries.c.id, sort_by_parameter_order=True)
-_INSERT_ALLOCATIONS = t.allocations.insert()
-_INSERT_HISTORY = t.level_history.insert()
-_INSERT_EVENT = t.events.insert()
-_MARK_PROCESSED = t.processed.insert()
-_SAVE_CUSTOMER = (
-    t.customers.update()
-    .where(t.customers.c.id == bindparam("b_id"))
-    .values(
-        level_code=bindparam("b_level_code"),
-        level_valid_until=bindparam("b_level_valid_until"),
-        level_since=bindparam("b_level_since"),
-        level_promoted_by=bindparam("b_level_promoted_by"),
-        level_previous=bindparam("b_level_previous"),
-        next_due_at=bindparam("b_next_due_at"),
-        updated_at=bindparam("b_updated_at"),
-    )
+_RETURNS = "SELECT id, order_id, snapshot FROM returns WHERE order_id IN "
+_INSERT_ENTRIES = (
+    "INSERT INTO entries (customer_id, kind, order_id, lot_id, points, money, debt_delta, "
+    "effective_at, recorded_at, accrued_at, available_at, expires_at, cause) VALUES "
 )
 _FACT_COLUMNS = (
     "customer_id",
@@ -185,18 +136,74 @@ _FACT_COLUMNS = (
     "snapshot",
     "updated_at",
 )
+_STATEMENTS["save_facts"] = (
+    f"INSERT INTO orders (id, {', '.join(_FACT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * (len(_FACT_COLUMNS) + 1))}) ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _FACT_COLUMNS)
+)
+_CHUNK = 500  # rows per multi-row INSERT (SQLite allows 32 766 parameters per statement)
+_KINDS = {kind.value: kind for kind in EntryKind}
+_LEVEL_REASONS = {reason.value: reason for reason in LevelReason}
 
 
-@cache
-def _dialect_statements(name: str) -> dict[str, Any]:
-    """The dialect-specific upserts (``ON CONFLICT``), built once per dialect."""
-    dialect = postgresql if name == "postgresql" else sqlite
-    new_customer = dialect.insert(t.customers).on_conflict_do_nothing(index_elements=["id"])
-    facts = dialect.insert(t.orders)
-    save_facts = facts.on_conflict_do_update(
-        index_elements=["id"], set_={c: facts.excluded[c] for c in _FACT_COLUMNS}
-    )
-    return {"new_customer": new_customer, "save_facts": save_facts}
+class _Sql:
+    """One dialect's hot statements (``?`` on SQLite, ``%s`` on psycopg) and its JSON binding."""
+
+    def __init__(self, pg: bool) -> None:
+        self.pg = pg
+        self.s = {name: self._q(text) for name, text in _STATEMENTS.items()}
+        self._sized: dict[tuple[str, int], str] = {}
+        if pg:
+            from psycopg.types.json import Json  # how SQLAlchemy's psycopg dialect binds JSON
+
+            self.json: Callable[[Any], Any] = Json
+            self.loads: Callable[[Any], Any] = _same  # psycopg parses json columns itself
+        else:
+            self.json = json.dumps  # SQLAlchemy's JSON on SQLite: json.dumps (None → 'null')
+            self.loads = _loads
+
+    def _q(self, text: str) -> str:
+        return text.replace("?", "%s") if self.pg else text
+
+    def sized(self, head: str, rows: int, width: int) -> str:
+        """``head`` followed by ``rows`` groups of ``width`` placeholders (built once per size)."""
+        text = self._sized.get((head, rows))
+        if text is None:
+            group = "(" + ", ".join("?" * width) + ")"
+            groups = ", ".join([group] * rows) if width > 1 else group.replace("?", ", ".join("?" * rows))
+            text = self._sized[(head, rows)] = self._q(head + groups)
+        return text
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _loads(value: Any) -> Any:
+    return None if value is None else json.loads(value)
+
+
+_SQL: dict[bool, _Sql] = {}
+
+
+def _driver(conn: Connection) -> tuple[Any, _Sql]:
+    """The DBAPI connection under ``conn`` (its transaction begun) and its dialect's statements."""
+    if not conn.in_transaction():
+        conn.begin()  # what SQLAlchemy does before its first statement (BEGIN IMMEDIATE on SQLite)
+    pg = conn.dialect.name == "postgresql"
+    sql = _SQL.get(pg)
+    if sql is None:
+        sql = _SQL[pg] = _Sql(pg)
+    return conn.connection.driver_connection, sql
+
+
+@contextmanager
+def _errors(conn: Connection, what: str) -> Iterator[None]:
+    """Driver errors surface as SQLAlchemy's (``DBAPIError`` and kin), as on the typed path."""
+    try:
+        yield
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(what, None, exc, conn.dialect.loaded_dbapi.Error) from exc
 
 
 class LedgerStore:
@@ -215,88 +222,62 @@ class LedgerStore:
 
     def lock_customer(self, conn: Connection, customer_id: str, now: datetime, name: str = "") -> None:
         """Create the customer's row if needed and hold its lock until the transaction ends."""
-        statements = _dialect_statements(conn.dialect.name)
-        conn.execute(statements["new_customer"], {"id": customer_id, "name": name, "updated_at": now})
-        if conn.dialect.name == "postgresql":
-            conn.execute(_LOCK_PG, {"cid": customer_id})
-        # SQLite: the transaction's BEGIN IMMEDIATE already holds the database's write lock.
+        db, sql = _driver(conn)
+        with _errors(conn, "lock_customer"):
+            if not sql.pg:
+                # The transaction's BEGIN IMMEDIATE already holds the database's write lock.
+                db.execute(sql.s["new_customer"], (customer_id, name, time_param(now, False)))
+                return
+            key = (customer_id,)
+            if db.execute(sql.s["lock"], key).fetchone() is None:  # a known customer: one round trip
+                db.execute(sql.s["new_customer"], (customer_id, name, time_param(now, True)))
+                db.execute(sql.s["lock"], key).fetchone()
 
     def is_processed(self, conn: Connection, doc_id: str, version: str) -> bool:
-        return conn.execute(_PROCESSED, {"doc": doc_id, "ver": version}).first() is not None
+        db, sql = _driver(conn)
+        with _errors(conn, "is_processed"):
+            return db.execute(sql.s["processed"], (doc_id, version)).fetchone() is not None
 
     def order_state(self, conn: Connection, order_id: str, version: str) -> tuple[bool, str | None]:
         """``is_processed`` and ``order_customer`` in one round trip."""
-        row = conn.execute(_ORDER_STATE, {"doc": order_id, "ver": version}).one()
-        return bool(row.done), row.owner
+        db, sql = _driver(conn)
+        with _errors(conn, "order_state"):
+            done, owner = db.execute(sql.s["order_state"], (order_id, version, order_id)).fetchone()
+        return bool(done), owner
 
     def mark_processed(
         self, conn: Connection, doc_id: str, version: str, customer_id: str | None, now: datetime
     ) -> None:
-        conn.execute(
-            _MARK_PROCESSED,
-            {"doc_id": doc_id, "version": version, "customer_id": customer_id, "processed_at": now},
-        )
+        db, sql = _driver(conn)
+        with _errors(conn, "mark_processed"):
+            db.execute(sql.s["mark_processed"], (doc_id, version, customer_id, time_param(now, sql.pg)))
 
     def order_customer(self, conn: Connection, order_id: str) -> str | None:
-        return conn.execute(_OWNER, {"doc": order_id}).scalar()
+        return conn.execute(select(t.orders.c.customer_id).where(t.orders.c.id == order_id)).scalar()
 
     def return_order(self, conn: Connection, return_id: str) -> str | None:
         return conn.execute(select(t.returns.c.order_id).where(t.returns.c.id == return_id)).scalar()
 
     # --- loading -------------------------------------------------------------------------------------
 
-    def load_book(self, conn: Connection, customer_id: str, order_ids: Iterable[str] = ()) -> Book:
-        """Rebuild ``customer_id``'s book from the ledger, with the facts of ``order_ids``."""
-        book = Book(customer_id)
-        key = {"cid": customer_id}
-        current: Any = None
-        allocations: list[Allocation] = []
-        for r in conn.execute(_ENTRIES, key):  # each entry with its allocations, in id order
-            if current is None or r.id != current.id:
-                if current is not None:
-                    book.absorb(_entry(customer_id, current, allocations))
-                current, allocations = r, []
-            if r.a_lot is not None:
-                allocations.append(Allocation(r.a_lot, r.a_points))
-        if current is not None:
-            book.absorb(_entry(customer_id, current, allocations))
-        ids = list(dict.fromkeys(order_ids))
-        if ids:
-            for o in conn.execute(_ORDERS, {"ids": ids}):
-                book.orders[o.id] = OrderFacts(
-                    order_id=o.id,
-                    customer_id=o.customer_id,
-                    first_seen_at=o.first_seen_at,
-                    order=order_from_json(o.snapshot),
-                    close_time=o.close_time,
-                    earned_tier=o.earned_tier,
-                    redeem_decided=o.redeem_decided,
-                    redeem_requested=o.redeem_requested,
-                    redeem_accepted=o.redeem_accepted,
-                    message=o.message,
-                )
-            for r in conn.execute(_RETURNS, {"ids": ids}):
-                book.returns.setdefault(r.order_id, {})[r.id] = return_from_json(r.snapshot)
-        cust = conn.execute(_CUSTOMER, key).first()
-        card = cust if cust is not None else conn.execute(_CARD, key).first()
-        if cust is not None and cust.level_code is not None:
-            book.level = LevelState(
-                cust.level_code,
-                cust.level_valid_until,
-                cust.level_since,
-                cust.level_promoted_by,
-                _level_from_json(cust.level_previous),
-            )
-        if card is not None:
-            number, status, onec_id = card[-3], card[-2], card[-1]
-            if number is not None:
-                book.card = Card(number, customer_id, CardStatus(status), onec_id)
-        for h in conn.execute(_HISTORY, key):
-            book.level_history.append(
-                HistoryEntry(h.at, h.old_code, h.new_code, h.period_sum, LevelReason(h.reason), h.order_id)
-            )
-        book.sent_keys = set(conn.execute(_EVENT_KEYS, key).scalars())
-        return book
+    def load_book(
+        self,
+        conn: Connection,
+        customer_id: str,
+        order_ids: Iterable[str] = (),
+        *,
+        history: bool = True,
+        keys: bool = True,
+    ) -> Book:
+        """Rebuild ``customer_id``'s book from the ledger, with the facts of ``order_ids``.
+
+        ``history=False`` leaves ``book.level_history`` empty and ``keys=False`` ``book.sent_keys``,
+        for callers that never read them (the level history only feeds views; the event keys
+        only the rules' ``emit``).
+        """
+        db, sql = _driver(conn)
+        with _errors(conn, "load_book"):
+            return _load(db, sql, customer_id, list(dict.fromkeys(order_ids)), history, keys)
 
     # --- saving --------------------------------------------------------------------------------------
 
@@ -310,88 +291,12 @@ class LedgerStore:
         next_due: datetime | None = None,
     ) -> None:
         """Insert the unit of work's entries, history and events; upsert facts and level state."""
-        if book.new_entries:
-            # One multi-row INSERT … RETURNING for the entries, in order, then their allocations.
-            ids = conn.execute(
-                _INSERT_ENTRIES, [_entry_row(entry, now) for entry in book.new_entries]
-            ).scalars()
-            rows = [
-                {
-                    "entry_id": entry_id,
-                    "customer_id": entry.customer_id,
-                    "lot_id": a.lot_id,
-                    "points": a.points,
-                }
-                for entry, entry_id in zip(book.new_entries, ids, strict=True)
-                for a in entry.allocations
-            ]
-            if rows:
-                conn.execute(_INSERT_ALLOCATIONS, rows)
-        if book.new_history:
-            conn.execute(
-                _INSERT_HISTORY,
-                [
-                    {
-                        "customer_id": book.customer_id,
-                        "at": h.at,
-                        "old_code": h.old_code,
-                        "new_code": h.new_code,
-                        "period_sum": h.period_sum,
-                        "reason": h.reason.value,
-                        "order_id": h.order_id,
-                        "recorded_at": now,
-                    }
-                    for h in book.new_history
-                ],
-            )
-        if book.new_events:
-            conn.execute(_INSERT_EVENT, [_event_row(ev, history) for ev in book.new_events])
-        for facts in book.orders.values():
-            self._save_facts(conn, facts, now)
-        state = book.level
-        conn.execute(
-            _SAVE_CUSTOMER,
-            {
-                "b_id": book.customer_id,
-                "b_level_code": state.level_code if state else None,
-                "b_level_valid_until": state.valid_until if state else None,
-                "b_level_since": state.since if state else None,
-                "b_level_promoted_by": state.promoted_by if state else None,
-                "b_level_previous": _level_to_json(state.previous) if state else None,
-                "b_next_due_at": next_due,
-                "b_updated_at": now,
-            },
-        )
+        db, sql = _driver(conn)
+        with _errors(conn, "save_book"):
+            _save(db, sql, book, now, history, next_due)
         book.new_entries.clear()
         book.new_history.clear()
         book.new_events.clear()
-
-    def _insert_event(self, conn: Connection, ev: Event, history: bool) -> None:
-        conn.execute(_INSERT_EVENT, _event_row(ev, history))
-
-    def _save_facts(self, conn: Connection, facts: OrderFacts, now: datetime) -> None:
-        if facts.order is None:
-            return
-        conn.execute(
-            _dialect_statements(conn.dialect.name)["save_facts"],
-            {
-                "id": facts.order_id,
-                "customer_id": facts.customer_id,
-                "number": facts.order.number,
-                "doc_date": facts.order.date,
-                "first_seen_at": facts.first_seen_at,
-                "close_time": facts.close_time,
-                "earned_tier": facts.earned_tier,
-                "redeem_decided": facts.redeem_decided,
-                "redeem_requested": facts.redeem_requested,
-                "redeem_accepted": facts.redeem_accepted,
-                "message": facts.message,
-                "version": facts.order.version,
-                "status": facts.order.status.value,
-                "snapshot": order_to_json(facts.order),
-                "updated_at": now,
-            },
-        )
 
     def save_return(self, conn: Connection, ret: ReturnDoc, customer_id: str | None, now: datetime) -> None:
         upsert(
@@ -412,18 +317,10 @@ class LedgerStore:
 
     def next_serial(self, conn: Connection, name: str = "card_serial") -> int:
         """The next value of a never-reused counter (held under the transaction's lock)."""
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        conn.execute(
-            dialect.insert(t.counters)
-            .values(name=name, value=0)
-            .on_conflict_do_nothing(index_elements=["name"])
-        )
-        value: int = conn.execute(
-            t.counters.update()
-            .where(t.counters.c.name == name)
-            .values(value=t.counters.c.value + 1)
-            .returning(t.counters.c.value)
-        ).scalar_one()
+        db, sql = _driver(conn)
+        with _errors(conn, "next_serial"):
+            db.execute(sql.s["new_counter"], (name,))
+            value: int = db.execute(sql.s["next_counter"], (name,)).fetchone()[0]
         return value
 
     def add_card(
@@ -435,21 +332,27 @@ class LedgerStore:
         *,
         onec_version: str | None = None,
     ) -> None:
-        conn.execute(
-            t.cards.insert().values(
-                number=card.number,
-                serial=serial,
-                customer_id=card.customer_id,
-                status=card.status.value,
-                onec_id=card.onec_id,
-                onec_version=onec_version,
-                created_at=now,
-                issued_at=now if card.status is CardStatus.ISSUED else None,
+        db, sql = _driver(conn)
+        stamp = time_param(now, sql.pg)
+        with _errors(conn, "add_card"):
+            db.execute(
+                sql.s["add_card"],
+                (
+                    card.number,
+                    serial,
+                    card.customer_id,
+                    card.status.value,
+                    card.onec_id,
+                    onec_version,
+                    stamp,
+                    stamp if card.status is CardStatus.ISSUED else None,
+                ),
             )
-        )
 
     def card_number_taken(self, conn: Connection, number: str) -> bool:
-        return conn.execute(select(t.cards.c.number).where(t.cards.c.number == number)).first() is not None
+        db, sql = _driver(conn)
+        with _errors(conn, "card_number_taken"):
+            return db.execute(sql.s["card_number"], (number,)).fetchone() is not None
 
     def set_card_status(self, conn: Connection, customer_id: str, status: CardStatus, now: datetime) -> None:
         conn.execute(
@@ -488,51 +391,188 @@ class LedgerStore:
         return list(conn.execute(select(t.customers.c.id).order_by(t.customers.c.id)).scalars())
 
 
+def _load(db: Any, sql: _Sql, customer_id: str, ids: list[str], history: bool, keys: bool) -> Book:
+    book = Book(customer_id)
+    key = (customer_id,)
+    absorb = book.absorb
+    dec, tm = decimal_value, time_value
+    current: Any = None
+    allocations: list[Allocation] = []
+    for r in db.execute(sql.s["entries"], key).fetchall():  # each entry with its allocations, by id
+        if current is None or r[0] != current[0]:
+            if current is not None:
+                absorb(_entry(customer_id, current, allocations))
+            current, allocations = r, []
+        if r[11] is not None:
+            allocations.append(Allocation(r[11], dec(r[12])))
+    if current is not None:
+        absorb(_entry(customer_id, current, allocations))
+    if ids:
+        for o in db.execute(sql.sized(_ORDERS, len(ids), 1), ids).fetchall():
+            book.orders[o[0]] = OrderFacts(
+                order_id=o[0],
+                customer_id=o[1],
+                first_seen_at=tm(o[2]),
+                order=order_from_json(sql.loads(o[9])),
+                close_time=tm(o[3]),
+                earned_tier=o[4],
+                redeem_decided=bool(o[5]),
+                redeem_requested=dec(o[6]),
+                redeem_accepted=dec(o[7]),
+                message=o[8],
+            )
+        for r in db.execute(sql.sized(_RETURNS, len(ids), 1), ids).fetchall():
+            book.returns.setdefault(r[1], {})[r[0]] = return_from_json(sql.loads(r[2]))
+    cust = db.execute(sql.s["customer"], key).fetchone()
+    card = cust if cust is not None else db.execute(sql.s["card"], key).fetchone()
+    if cust is not None and cust[0] is not None:
+        book.level = LevelState(
+            cust[0], tm(cust[1]), tm(cust[2]), cust[3], _level_from_json(sql.loads(cust[4]))
+        )
+    if card is not None:
+        number, status, onec_id = card[-3], card[-2], card[-1]
+        if number is not None:
+            book.card = Card(number, customer_id, CardStatus(status), onec_id)
+    if history:
+        book.level_history = [
+            HistoryEntry(tm(h[0]), h[1], h[2], dec(h[3]), _LEVEL_REASONS[h[4]], h[5])
+            for h in db.execute(sql.s["history"], key).fetchall()
+        ]
+    if keys:
+        book.sent_keys = {r[0] for r in db.execute(sql.s["event_keys"], key).fetchall()}
+    return book
+
+
 def _entry(customer_id: str, r: Any, allocations: list[Allocation]) -> Entry:
-    lot = None
-    if r.accrued_at is not None:
-        lot = LotDates(r.accrued_at, r.available_at, r.expires_at)
+    """An entry from its row: id, kind, order, lot, points, money, debt, effective, lot dates."""
+    tm = time_value
+    lot = None if r[8] is None else LotDates(tm(r[8]), tm(r[9]), tm(r[10]))
     return Entry(
-        EntryKind(r.kind),
+        _KINDS[r[1]],
         customer_id,
-        r.effective_at,
-        points=r.points,
-        money=r.money,
-        debt_delta=r.debt_delta,
-        order_id=r.order_id,
-        lot_id=r.lot_id,
-        lot=lot,
-        allocations=tuple(allocations),
+        tm(r[7]),
+        decimal_value(r[4]),
+        decimal_value(r[5]),
+        decimal_value(r[6]),
+        r[2],
+        r[3],
+        lot,
+        tuple(allocations),
     )
 
 
-def _entry_row(entry: Entry, now: datetime) -> dict[str, Any]:
-    return {
-        "customer_id": entry.customer_id,
-        "kind": entry.kind.value,
-        "order_id": entry.order_id,
-        "lot_id": entry.lot_id,
-        "points": entry.points,
-        "money": entry.money,
-        "debt_delta": entry.debt_delta,
-        "effective_at": entry.effective_at,
-        "recorded_at": now,
-        "accrued_at": entry.lot.accrued_at if entry.lot else None,
-        "available_at": entry.lot.available_at if entry.lot else None,
-        "expires_at": entry.lot.expires_at if entry.lot else None,
-        "cause": entry.cause[:200],
-    }
-
-
-def _event_row(ev: Event, history: bool) -> dict[str, Any]:
-    return {
-        "customer_id": ev.customer_id,
-        "key": ev.key[:200],
-        "reason": ev.reason.value,
-        "at": ev.at,
-        "order_id": ev.order_id,
-        "points": ev.points,
-        "when_at": ev.when,
-        "detail": ev.detail,
-        "history": history,
-    }
+def _save(db: Any, sql: _Sql, book: Book, now: datetime, history: bool, next_due: datetime | None) -> None:
+    pg = sql.pg
+    s = sql.s
+    stamp = time_param(now, pg)
+    if book.new_entries:
+        # Multi-row INSERTs, the ids back (RETURNING) when allocations need them: the rows are
+        # inserted in parameter order, so the ids in ascending order are the entries' in order.
+        ids: list[int] = []
+        entries = book.new_entries
+        returning = any(e.allocations for e in entries)
+        for i in range(0, len(entries), _CHUNK):
+            chunk = entries[i : i + _CHUNK]
+            params: list[Any] = []
+            for e in chunk:
+                lot = e.lot
+                params += (
+                    e.customer_id,
+                    e.kind.value,
+                    e.order_id,
+                    e.lot_id,
+                    decimal_param(e.points, pg),
+                    decimal_param(e.money, pg),
+                    decimal_param(e.debt_delta, pg),
+                    time_param(e.effective_at, pg),
+                    stamp,
+                    time_param(lot.accrued_at, pg) if lot else None,
+                    time_param(lot.available_at, pg) if lot else None,
+                    time_param(lot.expires_at, pg) if lot else None,
+                    e.cause[:200],
+                )
+            text = sql.sized(_INSERT_ENTRIES, len(chunk), 13)
+            if returning:
+                ids += sorted(r[0] for r in db.execute(text + " RETURNING id", params).fetchall())
+            else:
+                db.execute(text, params)
+        if returning:
+            rows = [
+                (entry_id, e.customer_id, a.lot_id, decimal_param(a.points, pg))
+                for e, entry_id in zip(entries, ids, strict=True)
+                for a in e.allocations
+            ]
+            db.cursor().executemany(s["insert_allocation"], rows)
+    if book.new_history:
+        db.cursor().executemany(
+            s["insert_history"],
+            [
+                (
+                    book.customer_id,
+                    time_param(h.at, pg),
+                    h.old_code,
+                    h.new_code,
+                    decimal_param(h.period_sum, pg),
+                    h.reason.value,
+                    h.order_id,
+                    stamp,
+                )
+                for h in book.new_history
+            ],
+        )
+    if book.new_events:
+        db.cursor().executemany(
+            s["insert_event"],
+            [
+                (
+                    ev.customer_id,
+                    ev.key[:200],
+                    ev.reason.value,
+                    time_param(ev.at, pg),
+                    ev.order_id,
+                    decimal_param(ev.points, pg),
+                    time_param(ev.when, pg),
+                    sql.json(ev.detail),
+                    history,
+                )
+                for ev in book.new_events
+            ],
+        )
+    for facts in book.orders.values():
+        order = facts.order
+        if order is None:
+            continue
+        db.execute(
+            s["save_facts"],
+            (
+                facts.order_id,
+                facts.customer_id,
+                order.number,
+                time_param(order.date, pg),
+                time_param(facts.first_seen_at, pg),
+                time_param(facts.close_time, pg),
+                facts.earned_tier,
+                facts.redeem_decided,
+                decimal_param(facts.redeem_requested, pg),
+                decimal_param(facts.redeem_accepted, pg),
+                facts.message,
+                order.version,
+                order.status.value,
+                sql.json(order_to_json(order)),
+                stamp,
+            ),
+        )
+    state = book.level
+    db.execute(
+        s["save_customer"],
+        (
+            state.level_code if state else None,
+            time_param(state.valid_until, pg) if state else None,
+            time_param(state.since, pg) if state else None,
+            state.promoted_by if state else None,
+            sql.json(_level_to_json(state.previous) if state else None),
+            time_param(next_due, pg),
+            stamp,
+            book.customer_id,
+        ),
+    )

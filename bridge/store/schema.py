@@ -54,16 +54,10 @@ class ExactDecimal(TypeDecorator[Decimal]):
         return dialect.type_descriptor(String(48))
 
     def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        if not isinstance(value, Decimal):
-            raise TypeError(f"ExactDecimal takes Decimal, not {type(value).__name__}")
-        return value if dialect.name == "postgresql" else format(value, "f")
+        return decimal_param(value, dialect.name == "postgresql")
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
-        if value is None:
-            return None
-        return canonical(Decimal(value))
+        return decimal_value(value)
 
 
 def canonical(value: Decimal) -> Decimal:
@@ -85,20 +79,74 @@ class UTCDateTime(TypeDecorator[datetime]):
         return dialect.type_descriptor(String(32))
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"naive datetime {value!r} cannot be stored: the time zone is unknown")
-        utc = value.astimezone(UTC)
-        return utc if dialect.name == "postgresql" else utc.strftime("%Y-%m-%dT%H:%M:%S.%f")
+        return time_param(value, dialect.name == "postgresql")
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
-        result: datetime = value
-        return result.astimezone(UTC) if result.tzinfo else result.replace(tzinfo=UTC)
+        return time_value(value)
+
+
+# The column types' conversions as plain functions: the ledger's hot path binds and reads through
+# the driver directly (``bridge.store.ledger``) with these very functions, so what it stores is
+# byte-identical to what the typed columns store.
+
+_CANONICAL: dict[Any, Decimal] = {}  # stored form -> canonical Decimal (Decimals are immutable)
+
+
+def decimal_param(value: Decimal | None, pg: bool) -> Any:
+    """``ExactDecimal``'s bound value: the Decimal on PostgreSQL, ``format(value, "f")`` on SQLite."""
+    if value is None:
+        return None
+    if not isinstance(value, Decimal):
+        raise TypeError(f"ExactDecimal takes Decimal, not {type(value).__name__}")
+    return value if pg else format(value, "f")
+
+
+def decimal_value(value: Any) -> Decimal | None:
+    """``ExactDecimal``'s result: the canonical Decimal of the stored text or NUMERIC."""
+    if value is None:
+        return None
+    try:
+        return _CANONICAL[value]
+    except KeyError:
+        pass
+    result = canonical(Decimal(value))
+    if len(_CANONICAL) >= 50_000:  # bounded: a few distinct amounts recur endlessly
+        _CANONICAL.clear()
+    _CANONICAL[value] = result
+    return result
+
+
+_TEXT_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
+
+
+def time_param(value: datetime | None, pg: bool) -> Any:
+    """``UTCDateTime``'s bound value: the UTC datetime on PostgreSQL, its ``%Y-%m-%dT%H:%M:%S.%f``
+    text on SQLite; naive values are refused (they would be ambiguous)."""
+    if value is None:
+        return None
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value!r} cannot be stored: the time zone is unknown")
+    utc = value if value.tzinfo is UTC else value.astimezone(UTC)
+    if pg:
+        return utc
+    if utc.year >= 1000:  # isoformat writes the same text as the format, faster
+        return utc.replace(tzinfo=None).isoformat(timespec="microseconds")
+    return utc.strftime(_TEXT_FORMAT)
+
+
+def time_value(value: Any) -> datetime | None:
+    """``UTCDateTime``'s result: an aware UTC datetime."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if len(value) == 26:  # %Y-%m-%dT%H:%M:%S.%f with a four-digit year, read in C
+            try:
+                return datetime.fromisoformat(value + "+00:00")
+            except ValueError:
+                pass
+        return datetime.strptime(value, _TEXT_FORMAT).replace(tzinfo=UTC)
+    result: datetime = value
+    return result.astimezone(UTC) if result.tzinfo else result.replace(tzinfo=UTC)
 
 
 def money() -> ExactDecimal:
