@@ -11,6 +11,7 @@ Must not import anything outside bridge.domain.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -19,6 +20,9 @@ from bridge.domain.ledger import Allocation, Entry, EntryKind, Event, LotDates
 from bridge.domain.levels import Contribution, HistoryEntry, LevelState
 from bridge.domain.lots import Lot, spend_order, take
 from bridge.domain.model import ZERO, BonusRules, Card, DiscountRules, Order, ReturnDoc
+
+_ACCRUAL_KINDS = (EntryKind.ACCRUE, EntryKind.CLAWBACK)
+_RESERVATION_KINDS = (EntryKind.RESERVE, EntryKind.RELEASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,34 +104,63 @@ class Book:
         return entry
 
     def absorb(self, entry: Entry) -> None:
-        """Apply an entry to the in-memory state (also how the store rebuilds a book)."""
-        if entry.kind is EntryKind.ACCRUE:
-            assert entry.lot_id is not None and entry.lot is not None and entry.order_id is not None
-            lot = self.lots.get(entry.lot_id)
+        """Apply an entry to the in-memory state."""
+        self.replay(
+            entry.kind,
+            entry.order_id,
+            entry.lot_id,
+            entry.lot,
+            entry.points,
+            entry.money,
+            entry.debt_delta,
+            entry.effective_at,
+            entry.allocations,
+        )
+
+    def replay(
+        self,
+        kind: EntryKind,
+        order_id: str | None,
+        lot_id: str | None,
+        lot_dates: LotDates | None,
+        points: Decimal,
+        money: Decimal,
+        debt_delta: Decimal,
+        effective_at: datetime,
+        allocations: Sequence[Allocation],
+    ) -> None:
+        """``absorb`` from an entry's fields: how the store rebuilds a book without building an
+        ``Entry`` for every row of the ledger."""
+        if kind is EntryKind.ACCRUE:
+            assert lot_id is not None and lot_dates is not None and order_id is not None
+            lot = self.lots.get(lot_id)
             if lot is None:
                 lot = Lot(
-                    id=entry.lot_id,
-                    order_id=entry.order_id,
-                    accrued_at=entry.lot.accrued_at,
-                    available_at=entry.lot.available_at,
-                    expires_at=entry.lot.expires_at,
+                    id=lot_id,
+                    order_id=order_id,
+                    accrued_at=lot_dates.accrued_at,
+                    available_at=lot_dates.available_at,
+                    expires_at=lot_dates.expires_at,
                 )
                 self.lots[lot.id] = lot
-            lot.amount += entry.points
-        if entry.order_id is not None and entry.kind in (EntryKind.ACCRUE, EntryKind.CLAWBACK):
-            self.accrued[entry.order_id] = self.accrued.get(entry.order_id, ZERO) + entry.points
-        for alloc in entry.allocations:
-            self.lots[alloc.lot_id].allocated += alloc.points
-            if entry.kind in (EntryKind.RESERVE, EntryKind.RELEASE) and entry.order_id is not None:
-                per_lot = self.reserved.setdefault(entry.order_id, {})
-                per_lot[alloc.lot_id] = per_lot.get(alloc.lot_id, ZERO) + alloc.points
-                if per_lot[alloc.lot_id] == ZERO:
-                    del per_lot[alloc.lot_id]
-        self.debt += entry.debt_delta
-        if entry.kind is EntryKind.VOLUME and entry.order_id is not None:
-            old = self.contributions.get(entry.order_id)
-            amount = (old.amount if old else ZERO) + entry.money
-            self.contributions[entry.order_id] = Contribution(entry.order_id, entry.effective_at, amount)
+            lot.amount += points
+        if order_id is not None and kind in _ACCRUAL_KINDS:
+            self.accrued[order_id] = self.accrued.get(order_id, ZERO) + points
+        if allocations:
+            reserving = order_id is not None and kind in _RESERVATION_KINDS
+            for alloc in allocations:
+                self.lots[alloc.lot_id].allocated += alloc.points
+                if reserving:
+                    assert order_id is not None
+                    per_lot = self.reserved.setdefault(order_id, {})
+                    per_lot[alloc.lot_id] = per_lot.get(alloc.lot_id, ZERO) + alloc.points
+                    if per_lot[alloc.lot_id] == ZERO:
+                        del per_lot[alloc.lot_id]
+        self.debt += debt_delta
+        if kind is EntryKind.VOLUME and order_id is not None:
+            old = self.contributions.get(order_id)
+            amount = (old.amount if old else ZERO) + money
+            self.contributions[order_id] = Contribution(order_id, effective_at, amount)
 
     def emit(self, event: Event) -> None:
         """Queue ``event`` unless an event with its key was already emitted."""

@@ -31,7 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 from bridge.domain.book import Book, OrderFacts
-from bridge.domain.ledger import Allocation, Entry, EntryKind, LotDates
+from bridge.domain.ledger import Allocation, EntryKind, LotDates
 from bridge.domain.levels import HistoryEntry, LevelState
 from bridge.domain.levels import Reason as LevelReason
 from bridge.domain.model import Card, CardStatus, ReturnDoc
@@ -394,19 +394,29 @@ class LedgerStore:
 def _load(db: Any, sql: _Sql, customer_id: str, ids: list[str], history: bool, keys: bool) -> Book:
     book = Book(customer_id)
     key = (customer_id,)
-    absorb = book.absorb
-    dec, tm = decimal_value, time_value
-    current: Any = None
+    replay = book.replay
+    dec, tm, kinds = decimal_value, time_value, _KINDS
+    rows = db.execute(sql.s["entries"], key).fetchall()  # each entry with its allocations, by id
+    last = len(rows) - 1
     allocations: list[Allocation] = []
-    for r in db.execute(sql.s["entries"], key).fetchall():  # each entry with its allocations, by id
-        if current is None or r[0] != current[0]:
-            if current is not None:
-                absorb(_entry(customer_id, current, allocations))
-            current, allocations = r, []
+    for i, r in enumerate(rows):
         if r[11] is not None:
             allocations.append(Allocation(r[11], dec(r[12])))
-    if current is not None:
-        absorb(_entry(customer_id, current, allocations))
+        if i < last and rows[i + 1][0] == r[0]:
+            continue  # more allocations of this entry follow
+        replay(
+            kinds[r[1]],
+            r[2],
+            r[3],
+            None if r[8] is None else LotDates(tm(r[8]), tm(r[9]), tm(r[10])),
+            dec(r[4]),
+            dec(r[5]),
+            dec(r[6]),
+            tm(r[7]),
+            allocations,
+        )
+        if allocations:
+            allocations = []
     if ids:
         for o in db.execute(sql.sized(_ORDERS, len(ids), 1), ids).fetchall():
             book.orders[o[0]] = OrderFacts(
@@ -441,24 +451,6 @@ def _load(db: Any, sql: _Sql, customer_id: str, ids: list[str], history: bool, k
     if keys:
         book.sent_keys = {r[0] for r in db.execute(sql.s["event_keys"], key).fetchall()}
     return book
-
-
-def _entry(customer_id: str, r: Any, allocations: list[Allocation]) -> Entry:
-    """An entry from its row: id, kind, order, lot, points, money, debt, effective, lot dates."""
-    tm = time_value
-    lot = None if r[8] is None else LotDates(tm(r[8]), tm(r[9]), tm(r[10]))
-    return Entry(
-        _KINDS[r[1]],
-        customer_id,
-        tm(r[7]),
-        decimal_value(r[4]),
-        decimal_value(r[5]),
-        decimal_value(r[6]),
-        r[2],
-        r[3],
-        lot,
-        tuple(allocations),
-    )
 
 
 def _save(db: Any, sql: _Sql, book: Book, now: datetime, history: bool, next_due: datetime | None) -> None:
