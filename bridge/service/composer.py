@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, tzinfo
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -93,26 +94,20 @@ class Composer:
         events: list[Event],
     ) -> None:
         cid = book.customer_id
+        # The unit's write-backs go in with one supersede pass and one INSERT (``enqueue_many``:
+        # the same rows, in the same order, as one ``enqueue`` after another).
+        messages: list[outbox.NewMessage] = []
         for oid, facts in book.orders.items():
             if facts.order is None:
                 continue
             ov = order_view(book, oid)
-            outbox.enqueue(
-                conn,
-                channel="onec",
-                kind="order",
-                customer_id=cid,
-                target=oid,
-                payload={"view": view_to_json(ov)},
-                now=now,
-                supersede=True,
-            )
+            messages.append(_write_back("order", cid, oid, {"view": view_to_json(ov)}))
             order = facts.order
             if self.rules.discount is not None and order.status is OrderStatus.OPEN and not order.deleted:
                 percent = view.level.percent if view.level else ZERO
                 has_auto = any(line.auto_discount_percent for line in order.lines)
                 if percent > ZERO or has_auto:
-                    _enqueue_discount(conn, cid, oid, percent, now)
+                    messages.append(_discount(cid, oid, percent))
         if self.rules.discount is not None and any(
             e.reason in (Reason.LEVEL_CHANGED, Reason.LEVEL_RECOMPUTED) for e in events
         ):
@@ -120,18 +115,10 @@ class Composer:
             percent = view.level.percent if view.level else ZERO
             for oid in tracking.open_order_ids(conn, cid):
                 if oid not in book.orders:
-                    _enqueue_discount(conn, cid, oid, percent, now)
+                    messages.append(_discount(cid, oid, percent))
         if changed or book.orders:
-            outbox.enqueue(
-                conn,
-                channel="onec",
-                kind="partner",
-                customer_id=cid,
-                target=cid,
-                payload={"view": view_to_json(view)},
-                now=now,
-                supersede=True,
-            )
+            messages.append(_write_back("partner", cid, cid, {"view": view_to_json(view)}))
+        outbox.enqueue_many(conn, messages, now)
         for event in events:
             if event.reason is Reason.CARD_CREATED:
                 number = event.detail["card"]
@@ -147,17 +134,11 @@ class Composer:
                 )
 
 
-def _enqueue_discount(
-    conn: Connection, customer_id: str, order_id: str, percent: Decimal, now: datetime
-) -> None:
+def _write_back(kind: str, customer_id: str, target: str, payload: dict[str, Any]) -> outbox.NewMessage:
+    """A 1C write-back of one object (a newer one supersedes it while undelivered)."""
+    return outbox.NewMessage("onec", kind, customer_id, payload, target=target, supersede=True)
+
+
+def _discount(customer_id: str, order_id: str, percent: Decimal) -> outbox.NewMessage:
     """The level discount for an open order (the writer re-reads it and never touches a closed one)."""
-    outbox.enqueue(
-        conn,
-        channel="onec",
-        kind="discount",
-        customer_id=customer_id,
-        target=order_id,
-        payload={"order_id": order_id, "percent": str(percent)},
-        now=now,
-        supersede=True,
-    )
+    return _write_back("discount", customer_id, order_id, {"order_id": order_id, "percent": str(percent)})
