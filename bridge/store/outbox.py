@@ -105,6 +105,7 @@ _SUPERSEDE_MANY = (
     .where(
         t.outbox.c.status == PENDING,
         t.outbox.c.channel == bindparam("b_channel"),
+        t.outbox.c.target.in_(bindparam("b_targets", expanding=True)),  # what an index can seek
         tuple_(t.outbox.c.kind, t.outbox.c.target).in_(bindparam("b_keys", expanding=True)),
     )
     .values(status=SUPERSEDED)
@@ -229,7 +230,8 @@ def enqueue_many(conn: Connection, messages: Sequence[NewMessage], now: datetime
         if m.supersede and m.target is not None:
             keys.setdefault(m.channel, {})[(m.kind, m.target)] = i
     for channel, found in keys.items():
-        conn.execute(_SUPERSEDE_MANY, {"b_channel": channel, "b_keys": list(found)})
+        targets = list(dict.fromkeys(target for _, target in found))
+        conn.execute(_SUPERSEDE_MANY, {"b_channel": channel, "b_targets": targets, "b_keys": list(found)})
     rows = []
     for i, m in enumerate(messages):
         last = keys.get(m.channel, {}).get((m.kind, m.target or "")) if m.target is not None else None
