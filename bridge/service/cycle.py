@@ -141,6 +141,9 @@ class Cycle:
         self.heartbeat = heartbeat or (lambda: None)
         self.progress = progress or (lambda n: None)
         self._quarantined: set[str] = set()  # the quarantined documents, read when a cycle starts
+        # Customers seen known (their 1C version read) and with a card during this cycle: both stay
+        # so (cards are never removed; only ``set_contacts``, below, rewrites the version).
+        self._settled: set[str] = set()
 
     # --- the cycle ---------------------------------------------------------------------------------
 
@@ -159,6 +162,7 @@ class Cycle:
         with self.engine.store.engine.connect() as conn:
             # Read once: a document not in quarantine needs no release (a write per document saved).
             self._quarantined = tracking.quarantined_ids(conn)
+        self._settled = set()
         self.engine.tick(now)
         complete = True
         for change in self.source.read(self.state, now):
@@ -293,10 +297,9 @@ class Cycle:
         order = self.gateway.order(change.row, cards)
         order = self._resolve_card(order)
         assert order.customer_id is not None
-        with self.engine.store.engine.connect() as conn:
-            known_version, has_card = tracking.customer_known(conn, order.customer_id)
+        known, has_card = self._known(order.customer_id)
         # Read the partner from 1C when the bridge does not know them yet.
-        contacts = None if known_version else self._read_customer(order.customer_id)
+        contacts = None if known else self._read_customer(order.customer_id)
         if self.engine.card_prefix is not None and not has_card:
             for card, version in self.gateway.cards_of(order.customer_id)[:1]:
                 self.engine.adopt_card(card, now, version)  # keep the number 1C already has
@@ -306,6 +309,18 @@ class Cycle:
                 tracking.set_contacts(conn, order.customer_id or "", **contacts)
 
         self.engine.apply_order(order, now, history=self.history, prepare=prepare)
+
+    def _known(self, customer_id: str) -> tuple[bool, bool]:
+        """Whether the bridge has read the partner from 1C, and whether they have a card (which
+        matters only when the bridge issues cards); no database read for a customer already seen
+        settled in this cycle."""
+        if customer_id in self._settled:
+            return True, True
+        with self.engine.store.engine.connect() as conn:
+            version, has_card = tracking.customer_known(conn, customer_id)
+        if version and (has_card or self.engine.card_prefix is None):
+            self._settled.add(customer_id)
+        return bool(version), has_card
 
     def _card(self, change: Any, now: datetime) -> None:
         if change.row is None:
@@ -365,6 +380,7 @@ class Cycle:
         contacts = self._read_customer(key, row)
         if contacts is None:
             return
+        self._settled.discard(key)  # the version below may be empty (1C sent none): ask again
         with self.engine.store.transaction() as conn:
             # Remember a partner met before any of their orders, so the order does not read them again.
             self.engine.store.lock_customer(conn, key, now)
