@@ -142,7 +142,8 @@ class Cycle:
         self.progress = progress or (lambda n: None)
         self._quarantined: set[str] = set()  # the quarantined documents, read when a cycle starts
         # Customers seen known (their 1C version read) and with a card during this cycle: both stay
-        # so (cards are never removed; only ``set_contacts``, below, rewrites the version).
+        # so (cards are never removed; of the writers of the version only ``set_contacts``, in
+        # ``_customer``, could blank it, and it drops the customer from here).
         self._settled: set[str] = set()
 
     # --- the cycle ---------------------------------------------------------------------------------
