@@ -108,14 +108,35 @@ _STATEMENTS = {
     "card_number": "SELECT number FROM cards WHERE number = ?",
     "mark_processed": "INSERT INTO processed (doc_id, version, customer_id, processed_at) "
     "VALUES (?, ?, ?, ?)",
-    "save_customer": "UPDATE customers SET level_code = ?, level_valid_until = ?, level_since = ?, "
-    "level_promoted_by = ?, level_previous = ?, next_due_at = ?, updated_at = ? WHERE id = ?",
 }
-_ORDERS = (
-    "SELECT id, customer_id, first_seen_at, close_time, earned_tier, redeem_decided, "
-    "redeem_requested, redeem_accepted, message, snapshot FROM orders WHERE id IN "
+_CUSTOMER_COLUMNS = (
+    "level_code",
+    "level_valid_until",
+    "level_since",
+    "level_promoted_by",
+    "level_previous",
+    "next_due_at",
+    "updated_at",
 )
-_RETURNS = "SELECT id, order_id, snapshot FROM returns WHERE order_id IN "
+# The customer's level state, next due moment and stamp. SQLite leaves the row alone (no page
+# written to the WAL) when every stored value already is the one being written; PostgreSQL always
+# writes it: a skipped update there would keep the row's place in the heap, and with it the order
+# in which ``due_customers`` returns customers due at the very same moment.
+_SAVE_CUSTOMER = {
+    True: "UPDATE customers SET " + ", ".join(f"{c} = ?" for c in _CUSTOMER_COLUMNS) + " WHERE id = ?",
+    False: "UPDATE customers SET "
+    + ", ".join(f"{c} = ?" for c in _CUSTOMER_COLUMNS)
+    + " WHERE id = ? AND NOT ("
+    + " AND ".join(f"{c} IS ?" for c in _CUSTOMER_COLUMNS)
+    + ")",
+}
+# The facts of the unit's orders and the returns against them, in one statement (kind 0 / 1).
+_FACTS_AND_RETURNS = (
+    "SELECT 0, id, customer_id, first_seen_at, close_time, earned_tier, redeem_decided, "
+    "redeem_requested, redeem_accepted, message, snapshot FROM orders WHERE id IN {ids} "
+    "UNION ALL SELECT 1, id, order_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, snapshot "
+    "FROM returns WHERE order_id IN {ids}"
+)
 _INSERT_ENTRIES = (
     "INSERT INTO entries (customer_id, kind, order_id, lot_id, points, money, debt_delta, "
     "effective_at, recorded_at, accrued_at, available_at, expires_at, cause) VALUES "
@@ -152,6 +173,7 @@ class _Sql:
     def __init__(self, pg: bool) -> None:
         self.pg = pg
         self.s = {name: self._q(text) for name, text in _STATEMENTS.items()}
+        self.s["save_customer"] = self._q(_SAVE_CUSTOMER[pg])
         self._sized: dict[tuple[str, int], str] = {}
         if pg:
             from psycopg.types.json import Json  # how SQLAlchemy's psycopg dialect binds JSON
@@ -170,8 +192,14 @@ class _Sql:
         text = self._sized.get((head, rows))
         if text is None:
             group = "(" + ", ".join("?" * width) + ")"
-            groups = ", ".join([group] * rows) if width > 1 else group.replace("?", ", ".join("?" * rows))
-            text = self._sized[(head, rows)] = self._q(head + groups)
+            text = self._sized[(head, rows)] = self._q(head + ", ".join([group] * rows))
+        return text
+
+    def facts_and_returns(self, rows: int) -> str:
+        text = self._sized.get((_FACTS_AND_RETURNS, rows))
+        if text is None:
+            ids = "(" + ", ".join("?" * rows) + ")"
+            text = self._sized[(_FACTS_AND_RETURNS, rows)] = self._q(_FACTS_AND_RETURNS.format(ids=ids))
         return text
 
 
@@ -418,21 +446,22 @@ def _load(db: Any, sql: _Sql, customer_id: str, ids: list[str], history: bool, k
         if allocations:
             allocations = []
     if ids:
-        for o in db.execute(sql.sized(_ORDERS, len(ids), 1), ids).fetchall():
-            book.orders[o[0]] = OrderFacts(
-                order_id=o[0],
-                customer_id=o[1],
-                first_seen_at=tm(o[2]),
-                order=order_from_json(sql.loads(o[9])),
-                close_time=tm(o[3]),
-                earned_tier=o[4],
-                redeem_decided=bool(o[5]),
-                redeem_requested=dec(o[6]),
-                redeem_accepted=dec(o[7]),
-                message=o[8],
+        for o in db.execute(sql.facts_and_returns(len(ids)), ids + ids).fetchall():
+            if o[0]:  # a return: id, order, snapshot
+                book.returns.setdefault(o[2], {})[o[1]] = return_from_json(sql.loads(o[10]))
+                continue
+            book.orders[o[1]] = OrderFacts(
+                order_id=o[1],
+                customer_id=o[2],
+                first_seen_at=tm(o[3]),
+                order=order_from_json(sql.loads(o[10])),
+                close_time=tm(o[4]),
+                earned_tier=o[5],
+                redeem_decided=bool(o[6]),
+                redeem_requested=dec(o[7]),
+                redeem_accepted=dec(o[8]),
+                message=o[9],
             )
-        for r in db.execute(sql.sized(_RETURNS, len(ids), 1), ids).fetchall():
-            book.returns.setdefault(r[1], {})[r[0]] = return_from_json(sql.loads(r[2]))
     cust = db.execute(sql.s["customer"], key).fetchone()
     card = cust if cust is not None else db.execute(sql.s["card"], key).fetchone()
     if cust is not None and cust[0] is not None:
@@ -555,16 +584,15 @@ def _save(db: Any, sql: _Sql, book: Book, now: datetime, history: bool, next_due
             ),
         )
     state = book.level
+    values = (
+        state.level_code if state else None,
+        time_param(state.valid_until, pg) if state else None,
+        time_param(state.since, pg) if state else None,
+        state.promoted_by if state else None,
+        sql.json(_level_to_json(state.previous) if state else None),
+        time_param(next_due, pg),
+        stamp,
+    )
     db.execute(
-        s["save_customer"],
-        (
-            state.level_code if state else None,
-            time_param(state.valid_until, pg) if state else None,
-            time_param(state.since, pg) if state else None,
-            state.promoted_by if state else None,
-            sql.json(_level_to_json(state.previous) if state else None),
-            time_param(next_due, pg),
-            stamp,
-            book.customer_id,
-        ),
+        s["save_customer"], (*values, book.customer_id) if pg else (*values, book.customer_id, *values)
     )
