@@ -130,6 +130,13 @@ _SAVE_CUSTOMER = {
     + " AND ".join(f"{c} IS ?" for c in _CUSTOMER_COLUMNS)
     + ")",
 }
+# PostgreSQL also names the customer on the allocations' side: without it the planner may hash
+# the whole allocations table for every book (its estimate of 118 index probes looks dearer than a
+# scan of a smallish table: 3–8 ms per book at 1 M entries / 17 k allocations, 0.2 ms with it).
+# Every allocation row carries its entry's customer (``_save`` writes ``entry.customer_id``).
+_ENTRIES_PG = _STATEMENTS["entries"].replace(
+    "ON a.entry_id = e.id", "ON a.entry_id = e.id AND a.customer_id = ?"
+)
 # The facts of the unit's orders and the returns against them, in one statement (kind 0 / 1).
 _FACTS_AND_RETURNS = (
     "SELECT 0, id, customer_id, first_seen_at, close_time, earned_tier, redeem_decided, "
@@ -174,6 +181,8 @@ class _Sql:
         self.pg = pg
         self.s = {name: self._q(text) for name, text in _STATEMENTS.items()}
         self.s["save_customer"] = self._q(_SAVE_CUSTOMER[pg])
+        if pg:
+            self.s["entries"] = self._q(_ENTRIES_PG)
         self._sized: dict[tuple[str, int], str] = {}
         if pg:
             from psycopg.types.json import Json  # how SQLAlchemy's psycopg dialect binds JSON
@@ -424,7 +433,8 @@ def _load(db: Any, sql: _Sql, customer_id: str, ids: list[str], history: bool, k
     key = (customer_id,)
     replay = book.replay
     dec, tm, kinds = decimal_value, time_value, _KINDS
-    rows = db.execute(sql.s["entries"], key).fetchall()  # each entry with its allocations, by id
+    # each entry with its allocations, by id
+    rows = db.execute(sql.s["entries"], (customer_id, customer_id) if sql.pg else key).fetchall()
     last = len(rows) - 1
     allocations: list[Allocation] = []
     for i, r in enumerate(rows):
