@@ -109,14 +109,8 @@ _STATEMENTS = {
     "mark_processed": "INSERT INTO processed (doc_id, version, customer_id, processed_at) "
     "VALUES (?, ?, ?, ?)",
 }
-_CUSTOMER_COLUMNS = (
-    "level_code",
-    "level_valid_until",
-    "level_since",
-    "level_promoted_by",
-    "level_previous",
-    "next_due_at",
-    "updated_at",
+_CUSTOMER_COLUMNS = tuple(
+    "level_code level_valid_until level_since level_promoted_by level_previous next_due_at updated_at".split()
 )
 # The customer's level state, next due moment and stamp. SQLite leaves the row alone (no page
 # written to the WAL) when every stored value already is the one being written; PostgreSQL always
@@ -148,21 +142,11 @@ _INSERT_ENTRIES = (
     "INSERT INTO entries (customer_id, kind, order_id, lot_id, points, money, debt_delta, "
     "effective_at, recorded_at, accrued_at, available_at, expires_at, cause) VALUES "
 )
-_FACT_COLUMNS = (
-    "customer_id",
-    "number",
-    "doc_date",
-    "first_seen_at",
-    "close_time",
-    "earned_tier",
-    "redeem_decided",
-    "redeem_requested",
-    "redeem_accepted",
-    "message",
-    "version",
-    "status",
-    "snapshot",
-    "updated_at",
+_FACT_COLUMNS = tuple(
+    (
+        "customer_id number doc_date first_seen_at close_time earned_tier redeem_decided "
+        "redeem_requested redeem_accepted message version status snapshot updated_at"
+    ).split()
 )
 _STATEMENTS["save_facts"] = (
     f"INSERT INTO orders (id, {', '.join(_FACT_COLUMNS)}) "
