@@ -190,6 +190,8 @@ def _settle_reservation(
         facts.message = CLOSED_REDEEM_FROZEN
     else:
         # Check the request as if this order held nothing: its own reservation counts as available.
+        # ``available`` at the order's time is what ``Book.reserve`` takes from (``Book.spendable``):
+        # an accepted request can always be reserved, also from a lot that expired since ``t``.
         t = order.date if history else now
         held = book.reserved_on(order.id)
         own_available = sum(

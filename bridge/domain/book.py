@@ -208,12 +208,25 @@ class Book:
         )
         return shortfall
 
+    def spendable(self, t: datetime) -> list[Lot]:
+        """The lots an order at time ``t`` may spend from, the first to expire first: those
+        *available* at ``t`` (SPEC §2). The redemption decision counts exactly these
+        (``lots.available_at``), so an accepted request can always be reserved. For an order
+        imported by ``backfill`` ``t`` is its document date: a lot available then that has expired
+        since was spent before its expiry, and only what it has left is written off."""
+        return spend_order(lot for lot in self.lots.values() if lot.is_available(t))
+
     def reserve(self, order_id: str, points: Decimal, t: datetime, now: datetime, cause: str) -> None:
-        """Reserve ``points`` from lots available at ``t``, the first to expire first."""
-        eligible = spend_order(lot for lot in self.lots.values() if lot.is_available(t) and lot.is_live(now))
-        plan = take(eligible, points)
+        """Reserve ``points`` from the lots spendable at ``t`` (the order's time), the first to
+        expire first; the entry is posted at ``now``. The caller has checked the request against
+        ``available`` at ``t`` (``redemption.decide``)."""
+        plan = take(self.spendable(t), points)
         if sum((part for _, part in plan), ZERO) != points:
-            raise ValueError(f"cannot reserve {points} points for order {order_id}: not enough available")
+            # Unreachable when the request was decided against available_at(t): a broken invariant.
+            raise ValueError(
+                f"order {order_id}: cannot reserve {points} points at {t.isoformat()}: "
+                f"only {sum((part for _, part in plan), ZERO)} available"
+            )
         self.post(
             Entry(
                 EntryKind.RESERVE,
