@@ -18,7 +18,7 @@ from decimal import Decimal
 from bridge.domain import levels
 from bridge.domain.accrual import accrual
 from bridge.domain.book import Book, OrderFacts, Rules
-from bridge.domain.ledger import Event, LotDates, Reason
+from bridge.domain.ledger import Event, LotDates, Reason, key_time
 from bridge.domain.lots import available_at, next_available_at, total_at
 from bridge.domain.model import ZERO, BonusRules, CardStatus, Order, OrderStatus, ReturnDoc
 from bridge.domain.purchase import goods_before_points, lines_after_returns, purchase_amount
@@ -304,7 +304,7 @@ def _record_levels(
             Event(
                 Reason.LEVEL_CHANGED if changed else Reason.LEVEL_RECOMPUTED,
                 book.customer_id,
-                f"level:{entry.reason}:{entry.at.isoformat()}:{entry.old_code}>{entry.new_code}",
+                f"level:{entry.reason}:{key_time(entry.at)}:{entry.old_code}>{entry.new_code}",
                 now,
                 order_id=entry.order_id,
                 when=state.valid_until if entry is entries[-1] else None,

@@ -12,11 +12,11 @@ Must not import anything outside bridge.domain.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from bridge.domain.ledger import Allocation, Entry, EntryKind, Event, LotDates
+from bridge.domain.ledger import Allocation, Entry, EntryKind, Event, LotDates, canonical_key
 from bridge.domain.levels import Contribution, HistoryEntry, LevelState
 from bridge.domain.lots import Lot, spend_order, take
 from bridge.domain.model import ZERO, BonusRules, Card, DiscountRules, Order, ReturnDoc
@@ -163,11 +163,16 @@ class Book:
             self.contributions[order_id] = Contribution(order_id, effective_at, amount)
 
     def emit(self, event: Event) -> None:
-        """Queue ``event`` unless an event with its key was already emitted."""
-        if event.key in self.sent_keys:
+        """Queue ``event`` unless an event with its key was already emitted.
+
+        Keys are compared (and stored) in canonical form (``ledger.canonical_key``); the store
+        loads ``sent_keys`` in that form too.
+        """
+        key = canonical_key(event.key)
+        if key in self.sent_keys:
             return
-        self.sent_keys.add(event.key)
-        self.new_events.append(event)
+        self.sent_keys.add(key)
+        self.new_events.append(event if key == event.key else replace(event, key=key))
 
     # --- primitive movements ---------------------------------------------------------------------
 

@@ -11,8 +11,9 @@ Must not import anything outside bridge.domain.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 
@@ -86,3 +87,44 @@ class Event:
     points: Decimal | None = None
     when: datetime | None = None  # the date the figure is about (available from, expires at)
     detail: dict[str, str] = field(default_factory=dict)  # tier / level names and the like
+
+
+# --- event keys --------------------------------------------------------------------------------------
+
+# ``level:<reason>:<moment>:<old>><new>``: the one key that names a moment (level events).
+_LEVEL_KEY = re.compile(
+    r"(level:[a-z_]+:)"
+    r"(\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:\d\d(?::\d\d(?:\.\d+)?)?)?)"
+    r"(:.*)",
+    re.DOTALL,
+)
+
+
+def key_time(moment: datetime) -> str:
+    """A moment as an event key writes it: ISO-8601 in UTC, whatever zone ``moment`` is in.
+
+    The cycle's clock runs in the store's zone while the times of a reloaded book come back
+    from the database in UTC: one form keeps the key of a transition the same either way.
+    """
+    return moment.astimezone(UTC).isoformat()
+
+
+def canonical_key(key: str) -> str:
+    """``key`` with the moment of a level key rewritten by :func:`key_time`; any other key as is.
+
+    Keys are compared in this form: older versions wrote a level key's moment in whatever zone
+    it had (the store's zone for a promotion, UTC for a term end read back from the database), and
+    such a stored key must still match the same transition's key after an upgrade.
+    """
+    if not key.startswith("level:"):
+        return key
+    match = _LEVEL_KEY.fullmatch(key)
+    if match is None:
+        return key
+    try:
+        moment = datetime.fromisoformat(match.group(2))
+    except ValueError:
+        return key
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        return key
+    return f"{match.group(1)}{key_time(moment)}{match.group(3)}"

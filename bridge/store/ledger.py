@@ -31,7 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 from bridge.domain.book import Book, OrderFacts
-from bridge.domain.ledger import Allocation, EntryKind, LotDates
+from bridge.domain.ledger import Allocation, EntryKind, LotDates, canonical_key
 from bridge.domain.levels import HistoryEntry, LevelState
 from bridge.domain.levels import Reason as LevelReason
 from bridge.domain.model import Card, CardStatus, ReturnDoc
@@ -472,7 +472,8 @@ def _load(db: Any, sql: _Sql, customer_id: str, ids: list[str], history: bool, k
             for h in db.execute(sql.s["history"], key).fetchall()
         ]
     if keys:
-        book.sent_keys = {r[0] for r in db.execute(sql.s["event_keys"], key).fetchall()}
+        # In canonical form: a key an older version stored in another form still counts as sent.
+        book.sent_keys = {canonical_key(r[0]) for r in db.execute(sql.s["event_keys"], key).fetchall()}
     return book
 
 
