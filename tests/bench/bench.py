@@ -285,6 +285,17 @@ def replay(calls: list[tuple[str, str, bytes | None, dict[str, str]]], auth: Any
     return time.perf_counter() - started, len(calls)
 
 
+def request_kinds(store: SimStore) -> str:
+    """``GET entity Document_ЗаказКлиента: 1500, …`` — what the 1C requests were, most first."""
+    from collections import Counter
+
+    counts: Counter[str] = Counter()
+    for rec in store.log:
+        name = rec.path.strip("/").split("/")[-1].split("(")[0]
+        counts[f"{rec.method} {rec.kind} {name}"] += 1
+    return ", ".join(f"{what}: {n}" for what, n in counts.most_common())
+
+
 def bench_cycle(report: Report, sizes: dict[str, int], folder: Path, profile: bool) -> dict[str, str]:
     where: dict[str, str] = {}
     n, customers = sizes["orders"], sizes["customers"]
@@ -308,6 +319,7 @@ def bench_cycle(report: Report, sizes: dict[str, int], folder: Path, profile: bo
         gets = store.request_count("GET")
         writes = total - gets
         effective = sum(store.effective_writes.values())
+        by_kind = request_kinds(store)
         auth = cycle.gateway.client._auth
     assert result.documents_failed == 0, result.failures[:3]
     # The floor: the same requests against an identical infobase, nothing else.
@@ -329,6 +341,7 @@ def bench_cycle(report: Report, sizes: dict[str, int], folder: Path, profile: bo
         f"write-backs need {(effective + 0) / n:.2f}+reads",
     )
     report.add("b", "effective 1C writes (changed something)", f"{effective}")
+    report.add("b", "1C requests by kind", by_kind)
     report.add("b", f"I/O floor: same {sent} requests, bare session: seconds", f"{floor_s:.1f}")
     ratio = elapsed / floor_s if floor_s else float("inf")
     report.add("b", "bridge over the I/O floor", f"{ratio:.2f}×", f"≤ 1.25× ({verdict(ratio <= 1.25)})")
@@ -383,8 +396,10 @@ def bench_idle(report: Report, sizes: dict[str, int], folder: Path) -> None:
         idle = cycle.run(StopToken())
         idle_s = time.perf_counter() - started
         requests_ = store.request_count()
+        kinds = request_kinds(store)
     report.add("c", "idle cycle: orders in state / tracked / cards tracked", f"{known}/{tracked}/{cards}")
     report.add("c", "idle cycle: 1C requests", f"{requests_}", f"< 50 ({verdict(requests_ < 50)})")
+    report.add("c", "idle cycle: 1C requests by kind", kinds)
     report.add("c", "idle cycle: seconds", f"{idle_s:.2f}", f"< 1 ({verdict(idle_s < 1)})")
     assert idle.documents_processed == 0 or True
 
