@@ -18,7 +18,7 @@ from decimal import Decimal
 from bridge.domain import levels
 from bridge.domain.accrual import accrual
 from bridge.domain.book import Book, OrderFacts, Rules
-from bridge.domain.ledger import Event, LotDates, Reason, key_time
+from bridge.domain.ledger import Event, LotDates, Reason, expiry_key, legacy_level_key, level_key
 from bridge.domain.lots import available_at, next_available_at, total_at
 from bridge.domain.model import ZERO, BonusRules, CardStatus, Order, OrderStatus, ReturnDoc
 from bridge.domain.purchase import goods_before_points, lines_after_returns, purchase_amount
@@ -108,7 +108,7 @@ def advance(book: Book, rules: Rules, now: datetime) -> None:
                     Event(
                         Reason.POINTS_EXPIRED,
                         book.customer_id,
-                        f"expired:{lot.id}:{lot.allocated}",
+                        expiry_key(lot.id, lot.write_offs),
                         now,
                         order_id=lot.order_id,
                         points=points,
@@ -142,7 +142,7 @@ def advance(book: Book, rules: Rules, now: datetime) -> None:
                 )
     if rules.discount is not None and book.level is not None:
         state, entries = levels.on_term_end(rules.discount, book.level, book.contribution_list(), now)
-        _record_levels(book, rules, state, entries, now, emit=True)
+        _record_levels(book, rules, state, entries, now, "time", emit=True)
 
 
 def next_due(book: Book, rules: Rules, now: datetime) -> datetime | None:
@@ -275,7 +275,7 @@ def _settle_purchase(
             state, entries = levels.on_order_reversed(
                 rules.discount, state, book.contribution_list(), order.id, at
             )
-        _record_levels(book, rules, state, entries, now, emit=not history)
+        _record_levels(book, rules, state, entries, now, cause, emit=not history)
     elif rules.discount is not None and book.level is None:
         book.level = levels.initial_state(rules.discount)
 
@@ -289,6 +289,7 @@ def _record_levels(
     state: levels.LevelState,
     entries: list[levels.HistoryEntry],
     now: datetime,
+    cause: str,
     *,
     emit: bool,
 ) -> None:
@@ -304,7 +305,7 @@ def _record_levels(
             Event(
                 Reason.LEVEL_CHANGED if changed else Reason.LEVEL_RECOMPUTED,
                 book.customer_id,
-                f"level:{entry.reason}:{key_time(entry.at)}:{entry.old_code}>{entry.new_code}",
+                level_key(entry.reason, entry.at, entry.old_code, entry.new_code, cause),
                 now,
                 order_id=entry.order_id,
                 when=state.valid_until if entry is entries[-1] else None,
@@ -313,7 +314,8 @@ def _record_levels(
                     "level": rules.discount.by_code(entry.new_code).name,
                     "percent": str(rules.discount.by_code(entry.new_code).percent),
                 },
-            )
+            ),
+            legacy=(legacy_level_key(entry.reason, entry.at, entry.old_code, entry.new_code),),
         )
 
 

@@ -11,7 +11,7 @@ Must not import anything outside bridge.domain.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -144,6 +144,8 @@ class Book:
                 )
                 self.lots[lot.id] = lot
             lot.amount += points
+        if kind is EntryKind.EXPIRE and lot_id is not None:
+            self.lots[lot_id].write_offs += 1
         if order_id is not None and kind in _ACCRUAL_KINDS:
             self.accrued[order_id] = self.accrued.get(order_id, ZERO) + points
         if allocations:
@@ -162,14 +164,17 @@ class Book:
             amount = (old.amount if old else ZERO) + money
             self.contributions[order_id] = Contribution(order_id, effective_at, amount)
 
-    def emit(self, event: Event) -> None:
+    def emit(self, event: Event, *, legacy: Iterable[str] = ()) -> None:
         """Queue ``event`` unless an event with its key was already emitted.
 
         Keys are compared (and stored) in canonical form (``ledger.canonical_key``); the store
-        loads ``sent_keys`` in that form too.
+        loads ``sent_keys`` in that form too. ``legacy`` are the keys older versions gave the same
+        event (``ledger.legacy_level_key``): one of them stored counts as sent, but only the
+        event's own key is recorded, so a later, distinct event with the same legacy form is not
+        held back by it.
         """
         key = canonical_key(event.key)
-        if key in self.sent_keys:
+        if key in self.sent_keys or any(canonical_key(k) in self.sent_keys for k in legacy):
             return
         self.sent_keys.add(key)
         self.new_events.append(event if key == event.key else replace(event, key=key))

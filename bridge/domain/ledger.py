@@ -109,6 +109,40 @@ def key_time(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
 
 
+def level_key(reason: str, moment: datetime, old_code: str, new_code: str, cause: str) -> str:
+    """The key of one level transition: ``level:<reason>:<moment>:<old>><new>:<cause>``.
+
+    ``cause`` is the unit of work that made the transition (``doc:<id>@<version>``,
+    ``return:<id>@<version>``, ``time``): within one cycle (one ``now``) an order can promote, a
+    return undo that and another order promote again, each a transition of its own with the same
+    reason, moment and levels. Re-applying the same unit of work gives the same key.
+    """
+    return f"{legacy_level_key(reason, moment, old_code, new_code)}:{cause}"
+
+
+def legacy_level_key(reason: str, moment: datetime, old_code: str, new_code: str) -> str:
+    """The same transition's key as versions before the cause was part of it wrote it.
+
+    ``Book.emit`` counts a stored key of this form as sent for the transition (after an upgrade a
+    transition already announced is not announced again). A key of this form is never stored by
+    this version: it only matches rows older versions wrote.
+    """
+    return f"level:{reason}:{key_time(moment)}:{old_code}>{new_code}"
+
+
+def expiry_key(lot_id: str, write_off: int) -> str:
+    """The key of a lot's ``write_off``-th write-off (1, 2, …): ``expired:<lot>:#<n>``.
+
+    A lot is written off again when an order gives points back to it after its expiry; each
+    write-off is announced. Older versions wrote ``expired:<lot>:<allocated>``, which after the
+    write-off is always the lot's full amount, so a second write-off got the first one's key and
+    was never announced. That form is not matched on purpose: an expiry event is stored together
+    with its write-off entry, so this version never posts again a write-off an older key
+    announced, and matching it would swallow the later write-offs again.
+    """
+    return f"expired:{lot_id}:#{write_off}"
+
+
 def canonical_key(key: str) -> str:
     """``key`` with the moment of a level key rewritten by :func:`key_time`; any other key as is.
 

@@ -32,6 +32,7 @@ class Lot:
     expires_at: datetime
     amount: Decimal = ZERO
     allocated: Decimal = ZERO
+    write_offs: int = 0  # EXPIRE entries so far (points given back after expiry are written off again)
 
     @property
     def remaining(self) -> Decimal:

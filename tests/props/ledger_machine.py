@@ -10,7 +10,8 @@ jumps; and document versions already applied are applied again. After every step
 * the ledger equals a fresh evaluation of the final 1C state: every order's accrual, reservation
   and volume contribution are recomputed here, independently, from the order as 1C now holds it
   (plus the decisions the bridge recorded: close time, earned tier, accepted redemption);
-* the entries are only ever appended: every entry seen before is still there, unchanged.
+* the entries are only ever appended: every entry seen before is still there, unchanged;
+* every write-off of a lot and every level history entry has its one event.
 
 ``Driver`` adapts the machine to the pure in-memory book or to the real database engine.
 """
@@ -251,6 +252,16 @@ class LedgerMachine(RuleBasedStateMachine):
                     got,
                     (reserved, volume, accrued),
                 )
+
+    @invariant()
+    def every_write_off_and_level_change_is_announced_once(self) -> None:
+        """One event per write-off of a lot (points given back after expiry are written off, and
+        announced, again) and one per level history entry: none swallowed by another's key."""
+        for customer, book in self._books().items():
+            expired = sum(1 for k in book.sent_keys if k.startswith("expired:"))
+            assert expired == sum(lot.write_offs for lot in book.lots.values()), (customer, book.lots)
+            level = sum(1 for k in book.sent_keys if k.startswith("level:"))
+            assert level == len(book.level_history), (customer, book.level_history)
 
     @invariant()
     def entries_are_append_only(self) -> None:
