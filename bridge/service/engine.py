@@ -9,7 +9,8 @@ in one transaction. The cycle (issue 4) adds the outbox rows to the same transac
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
 
@@ -90,7 +91,8 @@ class Engine:
             if previous is not None and previous != customer:
                 # The order moved to another partner: undo everything it did for the old one.
                 old = self.store.load_book(conn, previous, [order.id], history=self._history)
-                rules_apply.apply_order(old, self.rules, replace(order, deleted=True), now, tz=self.tz)
+                with _rules_of(_order_name(order), order.id):
+                    rules_apply.apply_order(old, self.rules, replace(order, deleted=True), now, tz=self.tz)
                 old.orders[order.id].customer_id = previous
                 self._finish(conn, old, now, history)
                 del old.orders[order.id]
@@ -99,7 +101,8 @@ class Engine:
             book = self.store.load_book(conn, customer, [order.id], history=self._history)
             if book.card is None and self.card_prefix is not None and not order.voided:
                 self._issue_card(conn, book, now, history)
-            facts = rules_apply.apply_order(book, self.rules, order, now, history=history, tz=self.tz)
+            with _rules_of(_order_name(order), order.id):
+                facts = rules_apply.apply_order(book, self.rules, order, now, history=history, tz=self.tz)
             facts.customer_id = customer
             events = tuple(book.new_events)
             entries = len(book.new_entries)
@@ -121,7 +124,8 @@ class Engine:
             self.store.lock_customer(conn, customer, now)
             order_ids = [ret.order_id] if ret.order_id else []
             book = self.store.load_book(conn, customer, order_ids, history=self._history)
-            facts = rules_apply.apply_return(book, self.rules, ret, now, tz=self.tz)
+            with _rules_of(_return_name(ret, book), ret.id):
+                facts = rules_apply.apply_return(book, self.rules, ret, now, tz=self.tz)
             events = tuple(book.new_events)
             entries = len(book.new_entries)
             self._finish(conn, book, now, False)
@@ -249,3 +253,26 @@ class Engine:
         next_due = rules_apply.next_due(book, self.rules, now)
         self.store.save_book(conn, book, now, history=history, next_due=next_due)
         crashpoints.point("before_commit")
+
+
+@contextmanager
+def _rules_of(document: str, doc_id: str) -> Iterator[None]:
+    """The rules applied to one document: a ``ValueError`` they raise is a broken invariant (a
+    reservation the lots cannot cover, a level term that cannot start, …) that retrying will not
+    mend. As a ``DocumentError`` naming the document the cycle quarantines it with that reason and
+    carries on with the others; the transaction it is raised in stores nothing of the unit."""
+    try:
+        yield
+    except ValueError as exc:
+        raise DocumentError(f"{document}: the loyalty rules cannot apply it: {exc}", document=doc_id) from exc
+
+
+def _order_name(order: Order) -> str:
+    return f"order {order.number} ({order.id})"
+
+
+def _return_name(ret: ReturnDoc, book: Book) -> str:
+    facts = book.orders.get(ret.order_id) if ret.order_id else None
+    if facts is not None and facts.order is not None:
+        return f"return {ret.id} against {_order_name(facts.order)}"
+    return f"return {ret.id} against order {ret.order_id}"
