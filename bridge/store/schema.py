@@ -324,6 +324,7 @@ outbox = Table(
     Index("ix_outbox_due", "status", "channel", "next_attempt_at"),
     Index("ix_outbox_customer", "channel", "customer_id", "id"),
     Index("ix_outbox_pending_head", "status", "channel", "customer_id", "id"),  # a customer's head
+    Index("ix_outbox_pending_target", "status", "channel", "target"),  # superseding a write-back
 )
 
 quarantine = Table(
