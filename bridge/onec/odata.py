@@ -51,6 +51,7 @@ from bridge.onec.literals import (
     DEFAULT_URL_BUDGET,
     SAFE,
     Filter,
+    KeyChunk,
     and_,
     encode,
     entity_path,
@@ -387,6 +388,15 @@ class ODataClient:
         """
         return list(self.iter_by_keys(entity_set, keys, select=select, field=field))
 
+    def key_chunks(
+        self, keys: Iterable[str], select: Sequence[str] | None = None, field: str = "Ref_Key"
+    ) -> Iterator[KeyChunk]:
+        """The ``or`` chains :meth:`iter_by_keys` sends for ``keys``: one request each (unique keys)."""
+        top_room = max(self.page_size, 10**6)  # an upper bound for the width of $top / $skip
+        skip = top_room if field != "Ref_Key" else None
+        base_len = len(query_string(select=select, top=top_room, skip=skip)) + len("&$filter=")
+        return key_chunks(keys, field, self.url_budget, base_len)
+
     def iter_by_keys(
         self,
         entity_set: str,
@@ -396,11 +406,8 @@ class ODataClient:
     ) -> Iterator[dict[str, Any]]:
         """Generator form of :meth:`get_by_keys`."""
         unique = field == "Ref_Key"
-        top_room = max(self.page_size, 10**6)  # an upper bound for the width of $top / $skip
-        base_len = len(query_string(select=select, top=top_room, skip=top_room if not unique else None))
-        base_len += len("&$filter=")
         path = entity_path(entity_set)
-        for chunk in key_chunks(keys, field, self.url_budget, base_len):
+        for chunk in self.key_chunks(keys, select, field):
             if unique:
                 yield from self._rows(
                     path, query_string(select=select, filter=chunk.filter, top=len(chunk.keys))

@@ -28,6 +28,8 @@ Must not import bridge.store, bridge.site or bridge.service.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from collections.abc import Collection, Iterator
 from datetime import datetime, time, timedelta, tzinfo
@@ -35,7 +37,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from bridge.onec.literals import key_chunks, query_string
+from bridge.onec.literals import key_chunks, normalize_guid, query_string
 from bridge.onec.mapping import REF_KEY, Mapping
 from bridge.onec.odata import ODataClient
 from bridge.onec.sources_base import (
@@ -49,12 +51,17 @@ from bridge.onec.sources_base import (
     version_of,
 )
 
-__all__ = ["LAST_RECONCILE", "PollSettings", "ScanSource", "watermark_cursor"]
+__all__ = ["LAST_RECONCILE", "PollSettings", "ScanSource", "recheck_cursor", "watermark_cursor"]
 
 log = structlog.get_logger(__name__)
 
 LAST_RECONCILE = "last_reconcile"
 _SECOND = timedelta(seconds=1)
+
+
+def recheck_cursor(entity: str) -> str:
+    """``card_recheck_after``: the last key the bounded catalog re-check reached."""
+    return f"{entity}_recheck_after"
 
 
 def watermark_cursor(entity: str) -> str:
@@ -94,6 +101,7 @@ class ScanSource:
         version_page: ``$top`` of the narrow ``Ref_Key,DataVersion`` scans.
         batch: documents checked against the state (and yielded with their customers) at once.
         future: how far past ``now`` documents are looked for (1C users post-date documents).
+        recheck_requests: requests per read for re-checking tracked catalog items (cards) by key.
     """
 
     name = "scan"
@@ -109,6 +117,7 @@ class ScanSource:
         version_page: int = 5000,
         batch: int | None = None,
         future: timedelta = timedelta(days=1),
+        recheck_requests: int = 20,
     ) -> None:
         self.client = client
         self.mapping = mapping
@@ -118,6 +127,7 @@ class ScanSource:
         self.version_page = version_page
         self.batch = batch or client.page_size
         self.future = future
+        self.recheck_requests = recheck_requests
         self.sets = mapping.entity_sets()
         self.related = Related(client, mapping)
         self._updates: dict[str, str] = {}
@@ -319,13 +329,29 @@ class ScanSource:
     def _recheck_by_key(
         self, entity: str, state: TrackingState, tracked: dict[str, str], done: set[str]
     ) -> Iterator[Change]:
-        """Catalog items the state tracks (cards not yet handed out…): by key, no dates to scan."""
+        """Catalog items the state tracks (cards not yet handed out…): by key, no dates to scan.
+
+        At most ``recheck_requests`` ``or`` chains per read: when more items are tracked, each read
+        goes on after the last key the previous one checked (cursor ``<entity>_recheck_after``, in
+        key order, wrapping round), so every item is checked every few cycles and an idle cycle's
+        cost does not grow with the number of virtual cards.
+        """
         if not tracked:
             return
         select = [REF_KEY, VERSION]
-        rows = self.client.iter_by_keys(self.sets[OBJECTS[entity]], sorted(tracked), select=select)
+        keys = sorted(tracked)
+        cursor = recheck_cursor(entity)
+        start = bisect.bisect_right(keys, state.cursor(cursor) or "")
+        rotated = keys[start:] + keys[:start]
+        chunks = list(itertools.islice(self.client.key_chunks(rotated, select), self.recheck_requests))
+        original = {normalize_guid(k): k for k in rotated}
+        checked = [original.get(k, k) for chunk in chunks for k in chunk.keys]
+        if len(checked) < len(keys):
+            self._updates[cursor] = checked[-1]
+            log.info("onec.scan.recheck_rotated", entity=entity, checked=len(checked), tracked=len(keys))
+        rows = self.client.iter_by_keys(self.sets[OBJECTS[entity]], checked, select=select)
         versions = {str(r.get(REF_KEY)): version_of(r) for r in rows}
-        changed = [k for k, v in tracked.items() if versions.get(k) != v or not v]
+        changed = [k for k in checked if versions.get(k) != tracked[k] or not tracked[k]]
         yield from self._reread(entity, state, changed, done)
 
     def _reread(self, entity: str, state: TrackingState, keys: list[str], done: set[str]) -> Iterator[Change]:

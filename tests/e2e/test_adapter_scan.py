@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bridge.onec.sources import LAST_RECONCILE, ScanSource, watermark_cursor
+from bridge.onec.sources import LAST_RECONCILE, Change, ScanSource, watermark_cursor
 from bridge.simulator import Generated, SimStore, Simulator, generate
 from tests.e2e.test_adapter_kit import (
     MSK,
@@ -231,3 +231,62 @@ def test_first_read_of_10k_orders_yields_each_once_in_bounded_memory(ten_k: Exte
     assert peak < held_all / 4, (peak, held_all)
     assert peak < 16 * 2**20
     assert src.cursor_updates()[LAST_RECONCILE] == NOW.isoformat()
+
+
+class CardState(MemoryState):
+    """Tracks the given cards (virtual, waiting for 1C to mark them issued) besides orders."""
+
+    def __init__(self, cards: dict[str, str]) -> None:
+        super().__init__()
+        self.cards = cards
+
+    def tracked(self, entity: str, now: datetime) -> dict[str, str]:
+        return dict(self.cards) if entity == "card" else super().tracked(entity, now)
+
+    def apply(self, change: Change) -> None:
+        if change.entity == "card":
+            self.cards[change.key] = change.version
+            return
+        super().apply(change)
+
+
+def test_tracked_cards_are_rechecked_a_bounded_slice_per_cycle_in_rotation(
+    small: tuple[Simulator, Generated],
+) -> None:
+    sim, _made = small
+    cards = mapping().entity_sets()["cards"]
+    keys = sorted(sim.store.insert(cards, {"Description": f"card {i}"}) for i in range(400))
+    state = CardState({k: sim.store.get(cards, k)["DataVersion"] for k in keys})  # type: ignore[index]
+    src = source(sim, recheck_requests=2)
+    cycle(src, state, NOW)  # the first read: documents, references
+    per_request = len(next(iter(src.client.key_chunks(keys, ["Ref_Key", "DataVersion"]))).keys)
+    reads = -(-len(keys) // (2 * per_request))  # cycles to go round once
+    assert reads > 1
+    changed = keys[-1]  # the last key in order: reached only by the last slice
+    sim.store.patch(cards, changed, {"Description": "handed out"})
+    seen: list[str] = []
+    for n in range(reads):
+        sim.store.reset_counters()
+        found = [c.key for c in cycle(src, state, NOW + timedelta(minutes=n + 1)) if c.entity == "card"]
+        card_requests = sum(1 for r in sim.store.log if cards in r.path)
+        assert card_requests <= 2 + len(found), card_requests  # the slice, then the changed card read in full
+        seen += found
+    assert seen == [changed]  # reached within one round, read once
+    assert state.cards[changed] == sim.store.get(cards, changed)["DataVersion"]  # type: ignore[index]
+    # Round again: nothing changed, nothing read in full; the cursor wraps to the start.
+    for n in range(reads):
+        found = [c.key for c in cycle(src, state, NOW + timedelta(hours=1, minutes=n)) if c.entity == "card"]
+        assert found == []
+
+
+def test_few_tracked_cards_are_all_rechecked_every_cycle(small: tuple[Simulator, Generated]) -> None:
+    sim, _made = small
+    cards = mapping().entity_sets()["cards"]
+    keys = [sim.store.insert(cards, {"Description": f"card {i}"}) for i in range(5)]
+    state = CardState({k: sim.store.get(cards, k)["DataVersion"] for k in keys})  # type: ignore[index]
+    src = source(sim)
+    cycle(src, state, NOW)
+    sim.store.patch(cards, keys[3], {"Description": "handed out"})
+    found = [c.key for c in cycle(src, state, NOW + timedelta(minutes=1)) if c.entity == "card"]
+    assert found == [keys[3]]
+    assert "card_recheck_after" not in state.cursors  # all of them fit: no rotation
