@@ -32,6 +32,7 @@ from bridge.service.delivery import Bookkeeping, DeliveryStats, deliver_channel
 from bridge.service.engine import Engine
 from bridge.service.gateway import Gateway
 from bridge.store import tracking
+from bridge.store.db import make_durable
 from bridge.store.outbox import OutboxMessage
 
 log = structlog.get_logger(__name__)
@@ -185,9 +186,11 @@ class Cycle:
                     for name, value in updates.items():
                         tracking.set_cursor(conn, name, value, now)
             crashpoints.point("after_cursor")
+            make_durable(self.engine.store.engine)
             self.source.acknowledge()
         else:
             result.stopped = True
+        make_durable(self.engine.store.engine)  # nothing leaves before the ledger behind it is on disk
         for channel in self.channels:
             if token.requested:
                 result.stopped = True

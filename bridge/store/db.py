@@ -8,6 +8,7 @@ Must not import bridge.onec, bridge.site, bridge.notify or bridge.service.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ def _sqlite_setup(engine: Engine) -> None:
         cur = dbapi_connection.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA wal_autocheckpoint=10000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
@@ -65,6 +67,31 @@ def _sqlite_setup(engine: Engine) -> None:
         # On the driver directly: the same statement without SQLAlchemy's execution machinery
         # (~0.1 ms on every transaction of the ledger's hot path).
         conn.connection.driver_connection.execute("BEGIN IMMEDIATE")
+
+
+def make_durable(engine: Engine) -> None:
+    """Make every transaction committed so far survive a power cut, before its effects leave.
+
+    SQLite in WAL mode with ``synchronous=NORMAL`` writes each commit to the log without syncing
+    it (a killed process loses nothing; a power cut could lose the last commits): one ``fsync``
+    of the log here makes all of them durable. The cycle calls it before it acknowledges a change
+    queue to 1C and before it delivers the outbox, so nothing that 1C forgets or the site receives
+    can be missing from the ledger after a power cut. PostgreSQL: every commit is already durable.
+    """
+    if engine.dialect.name != "sqlite":
+        return
+    database = engine.url.database or ""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    wal = Path(database).expanduser().with_name(Path(database).name + "-wal")
+    try:
+        fd = os.open(wal, os.O_RDONLY)
+    except FileNotFoundError:
+        return  # nothing in the log: every commit is in the database file, synced by its checkpoint
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _alembic_config() -> AlembicConfig:
