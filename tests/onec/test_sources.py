@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bridge.errors import FatalHTTPError
+from bridge.onec.literals import key_chunks, query_string
 from bridge.onec.mapping import load_mapping
 from bridge.onec.normalize import normalize_row
 from bridge.onec.odata import ODataClient
@@ -121,6 +122,18 @@ def test_scan_estimates_keys_against_a_narrow_scan() -> None:
     assert scan.scan_requests("order", 1000, end - timedelta(days=365), end) == 1  # lower bound
     scan._density["order"] = 20_000 / (365 * 86400)  # what the last scan measured
     assert scan.scan_requests("order", 1000, end - timedelta(days=365), end) == 5
+
+
+@pytest.mark.parametrize("budget", [300, 900, 2000, 8000])
+@pytest.mark.parametrize("count", [1, 2, 29, 30, 31, 500, 2001])
+def test_the_by_key_estimate_is_the_number_of_chains_the_client_sends(budget: int, count: int) -> None:
+    poll = SimpleNamespace(start=datetime(2026, 1, 1), overlap_s=600, reconcile_days=90, reconcile_at=None)
+    scan = ScanSource(offline_client(url_budget=budget), MAPPING, poll, MSK)  # type: ignore[arg-type]
+    keys = [f"{i:08x}-d9cb-469f-a165-70867728950e" for i in range(count)]
+    base = len(query_string(select=scan._narrow_select("order"), top=10**6)) + len("&$filter=")
+    chains = list(key_chunks(keys, "Ref_Key", budget, base))
+    assert scan.key_requests("order", keys) == len(chains)
+    assert scan.key_requests("order", []) == 0
 
 
 class FakeSoap:
