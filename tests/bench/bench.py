@@ -196,10 +196,13 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
-def top_functions(prof: cProfile.Profile, n: int = 18) -> str:
+def top_functions(prof: cProfile.Profile, n: int = 18, cumulative: bool = False) -> str:
     out = io.StringIO()
     stats = pstats.Stats(prof, stream=out)
-    stats.sort_stats("tottime").print_stats(n)
+    if cumulative:
+        stats.sort_stats("cumtime").print_stats("bridge/", 40)
+    else:
+        stats.sort_stats("tottime").print_stats(n)
     text_ = out.getvalue()
     start = text_.find("   ncalls")
     return text_[start:] if start >= 0 else text_
@@ -351,7 +354,7 @@ def bench_cycle(report: Report, sizes: dict[str, int], folder: Path, profile: bo
 # --- (c) idle cycle ------------------------------------------------------------------------------------
 
 
-def bench_idle(report: Report, sizes: dict[str, int], folder: Path) -> None:
+def bench_idle(report: Report, sizes: dict[str, int], folder: Path, profile: bool = False) -> dict[str, str]:
     recent, old = sizes["idle_recent"], sizes["idle_old"]
     total = recent + old
     days = max(TRACK_DAYS + 1, round(TRACK_DAYS * total / recent))
@@ -392,8 +395,13 @@ def bench_idle(report: Report, sizes: dict[str, int], folder: Path) -> None:
             cards = len(tracking.tracked_cards(conn))
         clock[0] = NOW + timedelta(minutes=5)
         store.reset_counters()
+        prof = cProfile.Profile() if profile else None
         started = time.perf_counter()
+        if prof:
+            prof.enable()
         idle = cycle.run(StopToken())
+        if prof:
+            prof.disable()
         idle_s = time.perf_counter() - started
         requests_ = store.request_count()
         kinds = request_kinds(store)
@@ -402,6 +410,7 @@ def bench_idle(report: Report, sizes: dict[str, int], folder: Path) -> None:
     report.add("c", "idle cycle: 1C requests by kind", kinds)
     report.add("c", "idle cycle: seconds", f"{idle_s:.2f}", f"< 1 ({verdict(idle_s < 1)})")
     assert idle.documents_processed == 0 or True
+    return {"c": top_functions(prof, cumulative=True)} if prof else {}
 
 
 # --- (d) memory ----------------------------------------------------------------------------------------
@@ -587,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
         steps: list[tuple[str, Callable[[], Any]]] = [
             ("a", lambda: where.update(bench_rules(report, sizes, folder, args.pg, args.profile))),
             ("b", lambda: where.update(bench_cycle(report, sizes, folder, args.profile))),
-            ("c", lambda: bench_idle(report, sizes, folder)),
+            ("c", lambda: where.update(bench_idle(report, sizes, folder, args.profile))),
             ("d", lambda: bench_memory(report, sizes)),
             ("e", lambda: bench_balance(report, sizes, folder, args.pg)),
         ]
