@@ -122,6 +122,11 @@ class SimStore:
         with self._lock:
             return list(self._data[entity_set].values())
 
+    def row(self, entity_set: str, key: str) -> dict[str, Any] | None:
+        """The stored row itself (read-only, like ``snapshot``'s), or ``None``."""
+        with self._lock:
+            return self._data[entity_set].get(key)
+
     def count(self, entity_set: str) -> int:
         with self._lock:
             return len(self._data[entity_set])
