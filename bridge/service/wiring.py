@@ -166,6 +166,18 @@ def channels(config: Config) -> list[Channel]:
     return found
 
 
+def make_gateway(config: Config, mapping: Mapping) -> Gateway:
+    """The 1C gateway for this config: its OData client, the mapping, the product groups."""
+    return Gateway(
+        onec_client(config),
+        mapping,
+        config.tz,
+        groups=config.bonus.groups.keys() if config.bonus is not None else (),
+        delivery_products=config.delivery_products,
+        card_kind=config.cards.kind,
+    )
+
+
 def build_cycle(
     config: Config,
     *,
@@ -180,15 +192,8 @@ def build_cycle(
 
     mapping = load_mapping(config.mapping_path)
     rules = rules_of(config, bool(mapping.orders.lines_net_of_points))
-    client = onec_client(config)
-    gateway = Gateway(
-        client,
-        mapping,
-        config.tz,
-        groups=config.bonus.groups.keys() if config.bonus is not None else (),
-        delivery_products=config.delivery_products,
-        card_kind=config.cards.kind,
-    )
+    gateway = make_gateway(config, mapping)
+    client = gateway.client
     composer = Composer(
         rules,
         config.tz,

@@ -52,8 +52,7 @@ from bridge.runtime.config import Config, config_from_data  # noqa: E402
 from bridge.runtime.signals import StopToken  # noqa: E402
 from bridge.service.cycle import Cycle  # noqa: E402
 from bridge.service.engine import Engine  # noqa: E402
-from bridge.service.gateway import Gateway  # noqa: E402
-from bridge.service.wiring import build_cycle, onec_client, rules_of  # noqa: E402
+from bridge.service.wiring import build_cycle, make_gateway, rules_of  # noqa: E402
 from bridge.simulator import SimStore, Simulator, generate, load_reference  # noqa: E402
 from bridge.store import schema as t  # noqa: E402
 from bridge.store import tracking  # noqa: E402
@@ -121,17 +120,8 @@ def read_orders(config: Config, sim: Simulator) -> list[Order]:
     """The domain orders of every order in the simulator (read over HTTP, untimed)."""
     from bridge.onec.mapping import load_mapping
 
-    mapping = load_mapping(config.mapping_path)
-    client = onec_client(config)
-    gateway = Gateway(
-        client,
-        mapping,
-        config.tz,
-        groups=config.bonus.groups.keys() if config.bonus is not None else (),
-        delivery_products=config.delivery_products,
-        card_kind=config.cards.kind,
-    )
-    rows = client.iter_all(gateway.sets["orders"])
+    gateway = make_gateway(config, load_mapping(config.mapping_path))
+    rows = gateway.client.iter_all(gateway.sets["orders"])
     orders = [gateway.order(row) for row in rows]
     orders.sort(key=lambda o: (o.date, o.id))
     return orders
