@@ -176,6 +176,7 @@ class Cycle:
             crashpoints.point("after_commit")
             self.heartbeat()
             self.progress(1)
+        committed = False
         if self._hold_cursors and complete and not token.requested:
             bound.warning("cycle.cursors_held", reason="a document failed for a reason that is not its own")
         elif complete and not token.requested:
@@ -186,11 +187,12 @@ class Cycle:
                     for name, value in updates.items():
                         tracking.set_cursor(conn, name, value, now)
             crashpoints.point("after_cursor")
-            make_durable(self.engine.store.engine)
-            self.source.acknowledge()
+            committed = True
         else:
             result.stopped = True
         make_durable(self.engine.store.engine)  # nothing leaves before the ledger behind it is on disk
+        if committed:
+            self.source.acknowledge()
         for channel in self.channels:
             if token.requested:
                 result.stopped = True
