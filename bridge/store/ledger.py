@@ -196,6 +196,51 @@ class _Sql:
         return text
 
 
+# --- conversions, memoised ------------------------------------------------------------------------
+# A unit of work binds the same few moments many times (its clock, the close time, a lot's dates)
+# and reads the same stored texts back: each distinct value is converted once (by ``schema``'s own
+# functions, so the bytes are theirs) and found by value afterwards. The key is the datetime itself:
+# aware datetimes that compare equal denote the same instant, so they convert to the same value;
+# the one exception, two wall times of one zone that differ only in ``fold`` (compared without it),
+# is kept apart by keying a folded one with its fold. A naive value raises and is never cached.
+
+_CACHE_LIMIT = 50_000  # bounded: a few moments recur, the rest is cleared now and then
+_PARAMS: dict[bool, dict[Any, Any]] = {False: {}, True: {}}
+_VALUES: dict[str, datetime | None] = {}
+
+
+def _time_param(value: datetime | None, pg: bool) -> Any:
+    """``schema.time_param``, memoised."""
+    if value is None:
+        return None
+    cache = _PARAMS[pg]
+    key = (value, 1) if value.fold else value
+    try:
+        return cache[key]
+    except KeyError:
+        pass
+    result = time_param(value, pg)
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = result
+    return result
+
+
+def _time_value(value: Any) -> datetime | None:
+    """``schema.time_value``, memoised for stored text (SQLite)."""
+    if value.__class__ is not str:
+        return time_value(value)
+    try:
+        return _VALUES[value]
+    except KeyError:
+        pass
+    result = time_value(value)
+    if len(_VALUES) >= _CACHE_LIMIT:
+        _VALUES.clear()
+    _VALUES[value] = result
+    return result
+
+
 def _same(value: Any) -> Any:
     return value
 
@@ -247,11 +292,11 @@ class LedgerStore:
         with _errors(conn, "lock_customer"):
             if not sql.pg:
                 # The transaction's BEGIN IMMEDIATE already holds the database's write lock.
-                db.execute(sql.s["new_customer"], (customer_id, name, time_param(now, False)))
+                db.execute(sql.s["new_customer"], (customer_id, name, _time_param(now, False)))
                 return
             key = (customer_id,)
             if db.execute(sql.s["lock"], key).fetchone() is None:  # a known customer: one round trip
-                db.execute(sql.s["new_customer"], (customer_id, name, time_param(now, True)))
+                db.execute(sql.s["new_customer"], (customer_id, name, _time_param(now, True)))
                 db.execute(sql.s["lock"], key).fetchone()
 
     def is_processed(self, conn: Connection, doc_id: str, version: str) -> bool:
@@ -271,7 +316,7 @@ class LedgerStore:
     ) -> None:
         db, sql = _driver(conn)
         with _errors(conn, "mark_processed"):
-            db.execute(sql.s["mark_processed"], (doc_id, version, customer_id, time_param(now, sql.pg)))
+            db.execute(sql.s["mark_processed"], (doc_id, version, customer_id, _time_param(now, sql.pg)))
 
     def order_customer(self, conn: Connection, order_id: str) -> str | None:
         return conn.execute(select(t.orders.c.customer_id).where(t.orders.c.id == order_id)).scalar()
@@ -354,7 +399,7 @@ class LedgerStore:
         onec_version: str | None = None,
     ) -> None:
         db, sql = _driver(conn)
-        stamp = time_param(now, sql.pg)
+        stamp = _time_param(now, sql.pg)
         with _errors(conn, "add_card"):
             db.execute(
                 sql.s["add_card"],
@@ -416,7 +461,7 @@ def _load(db: Any, sql: _Sql, customer_id: str, ids: list[str], history: bool, k
     book = Book(customer_id)
     key = (customer_id,)
     replay = book.replay
-    dec, tm, kinds = decimal_value, time_value, _KINDS
+    dec, tm, kinds = decimal_value, _time_value, _KINDS
     # each entry with its allocations, by id
     rows = db.execute(sql.s["entries"], (customer_id, customer_id) if sql.pg else key).fetchall()
     last = len(rows) - 1
@@ -480,7 +525,7 @@ def _load(db: Any, sql: _Sql, customer_id: str, ids: list[str], history: bool, k
 def _save(db: Any, sql: _Sql, book: Book, now: datetime, history: bool, next_due: datetime | None) -> None:
     pg = sql.pg
     s = sql.s
-    stamp = time_param(now, pg)
+    stamp = _time_param(now, pg)
     if book.new_entries:
         # Multi-row INSERTs, the ids back (RETURNING) when allocations need them: the rows are
         # inserted in parameter order, so the ids in ascending order are the entries' in order.
@@ -500,11 +545,11 @@ def _save(db: Any, sql: _Sql, book: Book, now: datetime, history: bool, next_due
                     decimal_param(e.points, pg),
                     decimal_param(e.money, pg),
                     decimal_param(e.debt_delta, pg),
-                    time_param(e.effective_at, pg),
+                    _time_param(e.effective_at, pg),
                     stamp,
-                    time_param(lot.accrued_at, pg) if lot else None,
-                    time_param(lot.available_at, pg) if lot else None,
-                    time_param(lot.expires_at, pg) if lot else None,
+                    _time_param(lot.accrued_at, pg) if lot else None,
+                    _time_param(lot.available_at, pg) if lot else None,
+                    _time_param(lot.expires_at, pg) if lot else None,
                     e.cause[:200],
                 )
             text = sql.sized(_INSERT_ENTRIES, len(chunk), 13)
@@ -525,7 +570,7 @@ def _save(db: Any, sql: _Sql, book: Book, now: datetime, history: bool, next_due
             [
                 (
                     book.customer_id,
-                    time_param(h.at, pg),
+                    _time_param(h.at, pg),
                     h.old_code,
                     h.new_code,
                     decimal_param(h.period_sum, pg),
@@ -544,10 +589,10 @@ def _save(db: Any, sql: _Sql, book: Book, now: datetime, history: bool, next_due
                     ev.customer_id,
                     ev.key[:200],
                     ev.reason.value,
-                    time_param(ev.at, pg),
+                    _time_param(ev.at, pg),
                     ev.order_id,
                     decimal_param(ev.points, pg),
-                    time_param(ev.when, pg),
+                    _time_param(ev.when, pg),
                     sql.json(ev.detail),
                     history,
                 )
@@ -564,9 +609,9 @@ def _save(db: Any, sql: _Sql, book: Book, now: datetime, history: bool, next_due
                 facts.order_id,
                 facts.customer_id,
                 order.number,
-                time_param(order.date, pg),
-                time_param(facts.first_seen_at, pg),
-                time_param(facts.close_time, pg),
+                _time_param(order.date, pg),
+                _time_param(facts.first_seen_at, pg),
+                _time_param(facts.close_time, pg),
                 facts.earned_tier,
                 facts.redeem_decided,
                 decimal_param(facts.redeem_requested, pg),
@@ -581,11 +626,11 @@ def _save(db: Any, sql: _Sql, book: Book, now: datetime, history: bool, next_due
     state = book.level
     values = (
         state.level_code if state else None,
-        time_param(state.valid_until, pg) if state else None,
-        time_param(state.since, pg) if state else None,
+        _time_param(state.valid_until, pg) if state else None,
+        _time_param(state.since, pg) if state else None,
         state.promoted_by if state else None,
         sql.json(_level_to_json(state.previous) if state else None),
-        time_param(next_due, pg),
+        _time_param(next_due, pg),
         stamp,
     )
     db.execute(

@@ -1,0 +1,68 @@
+"""The ledger's memoised conversions give exactly what ``bridge.store.schema``'s functions give."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bridge.store import ledger
+from bridge.store.schema import time_param, time_value
+
+ZONES = [
+    UTC,
+    ZoneInfo("Europe/Moscow"),
+    ZoneInfo("America/New_York"),
+    timezone(timedelta(hours=-3, minutes=-30)),
+]
+moments = st.datetimes(
+    min_value=datetime(1, 1, 2),
+    max_value=datetime(9999, 12, 30),
+    timezones=st.sampled_from(ZONES),
+    allow_imaginary=True,
+)
+
+
+@settings(max_examples=400)
+@given(st.lists(moments, min_size=1, max_size=8), st.booleans())
+def test_time_param_memo_matches_schema(values: list[datetime], pg: bool) -> None:
+    for value in values * 2:  # the second round is served from the memo
+        for candidate in (value, value.replace(fold=1 - value.fold)):
+            assert ledger._time_param(candidate, pg) == time_param(candidate, pg)
+            assert type(ledger._time_param(candidate, pg)) is type(time_param(candidate, pg))
+
+
+def test_folded_wall_times_stay_apart() -> None:
+    """01:30 on 2025-11-02 in New York happens twice; the two compare equal but are 5 and 6 UTC."""
+    ny = ZoneInfo("America/New_York")
+    first = datetime(2025, 11, 2, 1, 30, tzinfo=ny)
+    second = first.replace(fold=1)
+    assert first == second  # same zone: compared without the fold
+    assert ledger._time_param(first, False) == "2025-11-02T05:30:00.000000"
+    assert ledger._time_param(second, False) == "2025-11-02T06:30:00.000000"
+    assert ledger._time_param(first, False) == "2025-11-02T05:30:00.000000"
+
+
+def test_naive_times_are_refused_every_time() -> None:
+    naive = datetime(2026, 3, 1, 9)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="naive"):
+            ledger._time_param(naive, False)
+    assert ledger._time_param(None, False) is None
+
+
+readable = st.datetimes(  # schema's text of years before 1000 does not read back (strftime's %Y)
+    min_value=datetime(1000, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.sampled_from(ZONES)
+)
+
+
+@given(st.lists(readable, min_size=1, max_size=8))
+def test_time_value_memo_matches_schema(values: list[datetime]) -> None:
+    for value in values * 2:
+        text = time_param(value, False)
+        assert ledger._time_value(text) == time_value(text)
+        assert ledger._time_value(text).tzinfo is UTC  # type: ignore[union-attr]
+    assert ledger._time_value(None) is None
