@@ -18,9 +18,13 @@ def floor_points(value: Decimal | Fraction, precision: int = 0) -> Decimal:
     """Round points down to ``precision`` decimal places (0 = whole points), exactly."""
     scale = 10**precision
     if isinstance(value, Fraction):
-        whole = (value * scale).__floor__()
-        return (Decimal(whole) / Decimal(scale)).quantize(Decimal(1).scaleb(-precision))
+        return points_of_units((value * scale).__floor__(), precision)
     return value.quantize(Decimal(1).scaleb(-precision), rounding=ROUND_FLOOR)
+
+
+def points_of_units(units: int, precision: int = 0) -> Decimal:
+    """``units`` of ``10**-precision`` points, as ``floor_points`` writes a floored figure."""
+    return (Decimal(units) / Decimal(10**precision)).quantize(Decimal(1).scaleb(-precision))
 
 
 def round_money(value: Decimal | Fraction) -> Decimal:
