@@ -1,11 +1,13 @@
 """``$filter`` as 1C's OData understands it: a tokenizer, a recursive-descent parser, an evaluator.
 
-Owns ``compile_filter(expression, entity_set) -> predicate``. Supported: ``eq ne gt ge lt le``,
-``and or not``, parentheses, ``substringof``, ``startswith``, ``endswith``, literals ``guid'…'``,
-``datetime'…'``, ``'text'`` (quote doubled), numbers, ``true``/``false``/``null``, and
-``cast(guid'…','Document_X')`` against composite fields. 1C's quirks are kept: ``in`` is a syntax
-error (400), ``tolower``/``indexof`` are unknown (400), a bare GUID against a composite field matches
-nothing, and an ordering comparison of GUIDs (``Ref_Key gt guid'…'``) fails with 500.
+Owns ``compile_filter(expression, entity_set) -> predicate`` and ``compile_query`` (the predicate
+with the datetime ranges its top-level ``and`` chain implies, for the store's date index).
+Supported: ``eq ne gt ge lt le``, ``and or not``, parentheses, ``substringof``, ``startswith``,
+``endswith``, literals ``guid'…'``, ``datetime'…'``, ``'text'`` (quote doubled), numbers,
+``true``/``false``/``null``, and ``cast(guid'…','Document_X')`` against composite fields. 1C's
+quirks are kept: ``in`` is a syntax error (400), ``tolower``/``indexof`` are unknown (400), a bare
+GUID against a composite field matches nothing, and an ordering comparison of GUIDs
+(``Ref_Key gt guid'…'``) fails with 500.
 Must not import anything of the bridge outside ``bridge.simulator``.
 """
 
@@ -79,11 +81,29 @@ class Composite:
 
 @dataclass(slots=True)
 class Node:
-    """A compiled sub-expression: its static type and how to evaluate it on a row."""
+    """A compiled sub-expression: its static type and how to evaluate it on a row.
+
+    ``field`` names the property a bare field reference reads; ``bounds`` are comparisons of a
+    field with a literal that hold for every row on which a boolean node is true (the conjuncts of
+    an ``and`` chain), as ``(field, op, value)`` with the field on the left.
+    """
 
     type: str  # guid, string, number, bool, datetime, composite, null
     fn: Callable[[Row], Any]
     literal: bool = False
+    field: str | None = None
+    bounds: tuple[tuple[str, str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """A compiled ``$filter``: the predicate, and the range it implies for each datetime field
+    compared with a literal at the top level of the filter's ``and`` chain (``(low, high)``,
+    both inclusive, ``None`` for an open end). A row outside a field's range never matches, so
+    an index on that field may serve the filter; the predicate must still be applied."""
+
+    predicate: Callable[[Row], bool]
+    ranges: dict[str, tuple[Any, Any]]
 
 
 def _field_type(edm: str) -> str:
@@ -113,6 +133,9 @@ class _Parser:
         return tok
 
     def parse(self) -> Callable[[Row], bool]:
+        return self.compile().predicate
+
+    def compile(self) -> Compiled:
         node = self.or_()
         if self.peek() is not None:
             tok = self.take()
@@ -122,7 +145,7 @@ class _Parser:
         if node.type != "bool":
             raise FilterError("Выражение отбора должно быть логическим")
         fn = node.fn
-        return lambda row: fn(row) is True
+        return Compiled(lambda row: fn(row) is True, _ranges(node.bounds))
 
     def or_(self) -> Node:
         left = self.and_()
@@ -232,7 +255,7 @@ class _Parser:
             if f.kind == "composite" and name == f.name + "_Type":
                 return Node("string", lambda row: row.get(name, ""))
             if f.name == name:
-                return Node(_field_type(f.type), lambda row: row.get(name))
+                return Node(_field_type(f.type), lambda row: row.get(name), field=name)
         raise FilterError(f"Неизвестное свойство {name!r} объекта {self.es.name}")
 
 
@@ -260,7 +283,7 @@ def _logic(left: Node, right: Node, combine: Callable[[Any], bool]) -> Node:
     lf, rf = left.fn, right.fn
     if combine is any:
         return Node("bool", lambda row: bool(lf(row)) or bool(rf(row)))
-    return Node("bool", lambda row: bool(lf(row)) and bool(rf(row)))
+    return Node("bool", lambda row: bool(lf(row)) and bool(rf(row)), bounds=left.bounds + right.bounds)
 
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
@@ -294,11 +317,42 @@ def _compare(op: str, left: Node, right: Node) -> Node:
             return compare(a, b) if op in ("eq", "ne") else False
         return compare(a, b)
 
-    return Node("bool", evaluate)
+    return Node("bool", evaluate, bounds=_bound(op, left, right))
+
+
+_FLIPPED = {"eq": "eq", "gt": "lt", "ge": "le", "lt": "gt", "le": "ge"}
+
+
+def _bound(op: str, left: Node, right: Node) -> tuple[tuple[str, str, Any], ...]:
+    """``field op literal`` (either way round) on a datetime field, as a bound; else none."""
+    if left.literal and right.field is not None:
+        left, right, op = right, left, _FLIPPED.get(op, "")
+    if left.type != "datetime" or right.type != "datetime" or left.field is None or not right.literal:
+        return ()
+    if op not in _FLIPPED:
+        return ()
+    return ((left.field, op, right.fn({})),)
+
+
+def _ranges(bounds: tuple[tuple[str, str, Any], ...]) -> dict[str, tuple[Any, Any]]:
+    ranges: dict[str, tuple[Any, Any]] = {}
+    for name, op, value in bounds:
+        low, high = ranges.get(name, (None, None))
+        if op in ("eq", "ge", "gt") and (low is None or value > low):
+            low = value
+        if op in ("eq", "le", "lt") and (high is None or value < high):
+            high = value
+        ranges[name] = (low, high)
+    return ranges
 
 
 def compile_filter(expression: str, es: EntitySet) -> Callable[[Row], bool]:
     """A predicate over stored rows of ``es``; ``FilterError`` when 1C would refuse the filter."""
+    return compile_query(expression, es).predicate
+
+
+def compile_query(expression: str, es: EntitySet) -> Compiled:
+    """:func:`compile_filter` with the datetime ranges the filter implies (see :class:`Compiled`)."""
     if not expression.strip():
-        return lambda row: True
-    return _Parser(expression, es).parse()
+        return Compiled(lambda row: True, {})
+    return _Parser(expression, es).compile()

@@ -7,13 +7,15 @@ on (``effective_writes``, ``requests``, ``log``, ``if_match``) and helpers for a
 attributes (``property_key``, ``attribute``, ``set_attribute``).
 
 Stored rows are never mutated in place (every write stores a new dict), so readers may iterate a
-snapshot without holding the lock. Must not import anything of the bridge outside
-``bridge.simulator``.
+snapshot without holding the lock. Sets with a ``Date`` field keep a date index (``dated``), kept
+current by every write, so a date-window read visits only the rows of its window.
+Must not import anything of the bridge outside ``bridge.simulator``.
 """
 
 from __future__ import annotations
 
 import base64
+import bisect
 import copy
 import hashlib
 import itertools
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bridge.simulator.schema import EMPTY_GUID, PROPERTIES, UNDEFINED_TYPE, Schema, build_schema
+from bridge.simulator.schema import DATETIME, EMPTY_GUID, PROPERTIES, UNDEFINED_TYPE, Schema, build_schema
 from bridge.simulator.wire import coerce_composite, coerce_row
 
 EXCHANGE_PLAN = "ExchangePlan_ОбменСайтом"
@@ -41,6 +43,7 @@ EXCHANGE_CONTENT = frozenset(
     }
 )
 ATTRIBUTES = "ДополнительныеРеквизиты"
+DATE = "Date"  # the field every document set is indexed on (as 1C's document tables are)
 
 
 @dataclass(slots=True)
@@ -71,6 +74,12 @@ class SimStore:
         self.schema = schema or build_schema()
         self._lock = threading.RLock()
         self._data: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in self.schema.entity_sets}
+        # Sets with a ``Date`` field: (Date, Ref_Key) in order, and the keys whose Date is not a
+        # datetime at all (none in practice; kept so a range read can never miss a row).
+        self._by_date: dict[str, list[tuple[datetime, str]]] = {
+            es.name: [] for es in self.schema.entity_sets.values() if _dated(es)
+        }
+        self._undated: dict[str, set[str]] = {name: set() for name in self._by_date}
         self._versions = itertools.count(1)
         self._seq = itertools.count(1)
         self._numbers = itertools.count(1)
@@ -102,7 +111,7 @@ class SimStore:
             if es.is_document and not stored.get("Number"):
                 stored["Number"] = f"УТ-{next(self._numbers):08d}"
             stored["DataVersion"] = self._next_version()
-            self._data[entity_set][stored["Ref_Key"]] = stored
+            self._store(entity_set, stored["Ref_Key"], stored)
             if track:
                 self._register(entity_set, stored["Ref_Key"], deleted=False)
             return str(stored["Ref_Key"])
@@ -134,7 +143,7 @@ class SimStore:
     def delete(self, entity_set: str, key: str, *, track: bool = True) -> bool:
         """Delete an object outright (1C's immediate deletion); registered as a deletion."""
         with self._lock:
-            gone = self._data[entity_set].pop(str(key).lower(), None) is not None
+            gone = self._drop(entity_set, str(key).lower())
             if gone and track:
                 self._register(entity_set, str(key).lower(), deleted=True)
             return gone
@@ -162,10 +171,61 @@ class SimStore:
             }:
                 self.effective_writes[(entity_set, key)] += 1
             new["DataVersion"] = self._next_version()
-            self._data[entity_set][key] = new
+            self._store(entity_set, key, new)
             if track:
                 self._register(entity_set, key, deleted=False)
             return copy.deepcopy(new)
+
+    def dated(
+        self, entity_set: str, low: datetime | None, high: datetime | None
+    ) -> list[dict[str, Any]] | None:
+        """The stored rows whose ``Date`` lies in ``[low, high]`` (an open end is ``None``), plus any
+        whose ``Date`` is not a datetime, through the set's date index; ``None`` when the set has
+        no ``Date``. Insertion order is not kept (callers sort)."""
+        with self._lock:
+            index = self._by_date.get(entity_set)
+            if index is None:
+                return None
+            start = 0 if low is None else bisect.bisect_left(index, low, key=_first)
+            stop = len(index) if high is None else bisect.bisect_right(index, high, key=_first)
+            rows = self._data[entity_set]
+            found = [rows[key] for _, key in index[start:stop]]
+            found.extend(rows[key] for key in self._undated[entity_set])
+            return found
+
+    def _store(self, entity_set: str, key: str, row: dict[str, Any]) -> None:
+        """Store a row (new or replacing), keeping the date index current. Under the lock."""
+        index = self._by_date.get(entity_set)
+        if index is not None:
+            old = self._data[entity_set].get(key)
+            if old is None or old.get(DATE) != row.get(DATE):
+                if old is not None:
+                    self._unindex(entity_set, key, old)
+                when = row.get(DATE)
+                if isinstance(when, datetime):
+                    bisect.insort(index, (when, key))
+                else:
+                    self._undated[entity_set].add(key)
+        self._data[entity_set][key] = row
+
+    def _drop(self, entity_set: str, key: str) -> bool:
+        """Remove a row (and its index entry); False when there was none. Under the lock."""
+        old = self._data[entity_set].pop(key, None)
+        if old is None:
+            return False
+        if entity_set in self._by_date:
+            self._unindex(entity_set, key, old)
+        return True
+
+    def _unindex(self, entity_set: str, key: str, row: dict[str, Any]) -> None:
+        when = row.get(DATE)
+        if not isinstance(when, datetime):
+            self._undated[entity_set].discard(key)
+            return
+        index = self._by_date[entity_set]
+        at = bisect.bisect_left(index, (when, key))
+        if at < len(index) and index[at] == (when, key):
+            del index[at]
 
     def order_hash(self, key: str) -> str:
         """The stable but not-GUID order 1C's ``$orderby=Ref_Key`` follows here."""
@@ -237,7 +297,7 @@ class SimStore:
         row = dict(self._data[EXCHANGE_PLAN][node])
         row[name] = max(int(row.get(name, 0)), int(value))
         row["DataVersion"] = self._next_version()
-        self._data[EXCHANGE_PLAN][node] = row
+        self._store(EXCHANGE_PLAN, node, row)
 
     # -- additional attributes -------------------------------------------------------------------
 
@@ -323,6 +383,15 @@ class SimStore:
             self.requests.clear()
             self.log.clear()
             self.if_match.clear()
+
+
+def _dated(es: Any) -> bool:
+    f = es.field(DATE)
+    return f is not None and f.type == DATETIME
+
+
+def _first(entry: tuple[datetime, str]) -> datetime:
+    return entry[0]
 
 
 def now() -> datetime:
