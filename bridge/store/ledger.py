@@ -263,13 +263,27 @@ def _driver(conn: Connection) -> tuple[Any, _Sql]:
     return conn.connection.driver_connection, sql
 
 
-@contextmanager
-def _errors(conn: Connection, what: str) -> Iterator[None]:
-    """Driver errors surface as SQLAlchemy's (``DBAPIError`` and kin), as on the typed path."""
-    try:
-        yield
-    except conn.dialect.loaded_dbapi.Error as exc:
-        raise DBAPIError.instance(what, None, exc, conn.dialect.loaded_dbapi.Error) from exc
+class _errors:  # lower case: used as a function, ``with _errors(conn, what):``
+    """Driver errors surface as SQLAlchemy's (``DBAPIError`` and kin), as on the typed path.
+
+    A class rather than a ``contextmanager`` generator: it wraps every hot statement, and a
+    generator costs several times as much to enter and leave.
+    """
+
+    __slots__ = ("conn", "what")
+
+    def __init__(self, conn: Connection, what: str) -> None:
+        self.conn = conn
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None:
+            error = self.conn.dialect.loaded_dbapi.Error
+            if isinstance(exc, error):
+                raise DBAPIError.instance(self.what, None, exc, error) from exc
 
 
 class LedgerStore:
