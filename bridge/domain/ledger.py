@@ -152,6 +152,19 @@ def canonical_key(key: str) -> str:
     """
     if not key.startswith("level:"):
         return key
+    known = _CANONICAL_KEYS.get(key)
+    if known is None:
+        known = _canonical_level_key(key)
+        if len(_CANONICAL_KEYS) >= 20_000:  # bounded: every unit of work reads its customer's keys
+            _CANONICAL_KEYS.clear()
+        _CANONICAL_KEYS[key] = known
+    return known
+
+
+_CANONICAL_KEYS: dict[str, str] = {}  # level key -> canonical form (a pure function, memoised)
+
+
+def _canonical_level_key(key: str) -> str:
     match = _LEVEL_KEY.fullmatch(key)
     if match is None:
         return key
