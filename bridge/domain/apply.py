@@ -22,7 +22,7 @@ from bridge.domain.ledger import Event, LotDates, Reason, expiry_key, legacy_lev
 from bridge.domain.lots import available_at, next_available_at, total_at
 from bridge.domain.model import ZERO, BonusRules, CardStatus, Order, OrderStatus, ReturnDoc
 from bridge.domain.purchase import goods_before_points, lines_after_returns, purchase_amount
-from bridge.domain.redemption import decide
+from bridge.domain.redemption import Decision, decide
 from bridge.domain.tiers import tier_by_code, tier_for
 
 CLOSED_REDEEM_FROZEN = "Заказ закрыт: списание бонусов по нему уже не меняется"
@@ -192,28 +192,7 @@ def _settle_reservation(
         # Check the request as if this order held nothing: its own reservation counts as available.
         # ``available`` at the order's time is what ``Book.reserve`` takes from (``Book.spendable``):
         # an accepted request can always be reserved, also from a lot that expired since ``t``.
-        t = order.date if history else now
-        held = book.reserved_on(order.id)
-        own_available = sum(
-            (
-                part
-                for lot_id, part in book.reserved.get(order.id, {}).items()
-                if book.lots[lot_id].is_available(t)
-            ),
-            ZERO,
-        )
-        decision = decide(
-            bonus,
-            order.redeem_requested,
-            available_at(book.lots.values(), t) + own_available,
-            goods_before_points(bonus, order),
-            pending=total_at(book.lots.values(), t)
-            + held
-            - available_at(book.lots.values(), t)
-            - own_available,
-            next_available_at=next_available_at(book.lots.values(), t),
-            tz=tz,
-        )
+        decision = _decide(book, bonus, order, order.date if history else now, tz)
         facts.redeem_decided = True
         facts.redeem_requested = order.redeem_requested
         facts.redeem_accepted = decision.accepted
@@ -227,6 +206,31 @@ def _settle_reservation(
         book.reserve(order.id, target, order.date if history else now, now, cause)
     elif released > ZERO:
         book.settle_debt(now, cause)
+
+
+def _decide(book: Book, bonus: BonusRules, order: Order, t: datetime, tz: tzinfo | None) -> Decision:
+    """``redemption.decide`` on the order's request against the book at ``t``."""
+    if order.redeem_requested <= ZERO:
+        # Nothing asked (most orders): ``decide`` answers without looking at the balances.
+        return decide(bonus, order.redeem_requested, ZERO, ZERO)
+    held = book.reserved_on(order.id)
+    own_available = sum(
+        (
+            part
+            for lot_id, part in book.reserved.get(order.id, {}).items()
+            if book.lots[lot_id].is_available(t)
+        ),
+        ZERO,
+    )
+    return decide(
+        bonus,
+        order.redeem_requested,
+        available_at(book.lots.values(), t) + own_available,
+        goods_before_points(bonus, order),
+        pending=total_at(book.lots.values(), t) + held - available_at(book.lots.values(), t) - own_available,
+        next_available_at=next_available_at(book.lots.values(), t),
+        tz=tz,
+    )
 
 
 # --- purchase: volume, accrual, level ---------------------------------------------------------------
