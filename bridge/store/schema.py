@@ -30,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -189,6 +190,19 @@ orders = Table(
     Column("status", String(16), nullable=False, server_default="open"),
     Column("snapshot", JSON, nullable=False),  # the last version seen, as plain JSON
     Column("updated_at", UTCDateTime(), nullable=False),
+    # What ``tracking.tracked_orders`` / ``tracked_since`` seek, one index per branch of their
+    # UNION ALL, each covering what they read (migration 0005).
+    Index(
+        "ix_orders_open",
+        "status",
+        "id",
+        "version",
+        "doc_date",
+        sqlite_where=text("status = 'open'"),
+        postgresql_where=text("status = 'open'"),
+    ),
+    Index("ix_orders_close_time", "close_time", "id", "version", "doc_date"),
+    Index("ix_orders_updated_at", "updated_at", "close_time", "id", "version", "doc_date"),
 )
 
 returns = Table(

@@ -1,0 +1,86 @@
+"""The orders the idle cycle re-checks: exactly those open, closed or changed within the tracking
+period, found through the indexes of migration 0005 rather than by reading every order."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, text
+
+from bridge.store import schema as t
+from bridge.store import tracking
+
+NOW = datetime(2026, 3, 1, 9, tzinfo=UTC)
+DAYS = 30
+
+
+def _orders(n: int, seed: int) -> list[dict[str, object]]:
+    rnd = random.Random(seed)
+    rows = []
+    for i in range(n):
+        doc = NOW - timedelta(days=rnd.uniform(0, 90))
+        status = rnd.choice(["open", "closed", "closed", "closed", "cancelled"])
+        close = None if status == "open" and rnd.random() < 0.8 else doc + timedelta(days=rnd.uniform(-5, 40))
+        updated = doc + timedelta(days=rnd.uniform(0, 45))
+        if rnd.random() < 0.1:  # exactly on the boundary
+            close = NOW - timedelta(days=DAYS)
+        rows.append(
+            {
+                "id": f"{i:08d}-0000-0000-0000-000000000000",
+                "customer_id": f"c{i % 7}",
+                "doc_date": doc,
+                "first_seen_at": doc,
+                "close_time": close,
+                "version": f"v{i}",
+                "status": status,
+                "snapshot": {},
+                "updated_at": updated,
+            }
+        )
+    return rows
+
+
+def test_tracked_orders_are_those_open_closed_or_changed_within_the_period(db_engine: Engine) -> None:
+    rows = _orders(400, seed=5)
+    with db_engine.begin() as conn:
+        conn.execute(t.orders.insert(), rows)
+    since = NOW - timedelta(days=DAYS)
+    wanted = [
+        r
+        for r in rows
+        if r["status"] == "open"
+        or (r["close_time"] is not None and r["close_time"] >= since)  # type: ignore[operator]
+        or r["updated_at"] >= since  # type: ignore[operator]
+    ]
+    assert 0 < len(wanted) < len(rows)
+    with db_engine.connect() as conn:
+        assert tracking.tracked_orders(conn, NOW, DAYS) == {r["id"]: r["version"] for r in wanted}
+        assert tracking.tracked_since(conn, NOW, DAYS) == min(r["doc_date"] for r in wanted)  # type: ignore[type-var]
+        assert tracking.tracked_orders(conn, NOW - timedelta(days=400), DAYS) == {
+            r["id"]: r["version"] for r in rows
+        }
+    with db_engine.begin() as conn:
+        conn.execute(t.orders.delete())
+    with db_engine.connect() as conn:
+        assert tracking.tracked_orders(conn, NOW, DAYS) == {}
+        assert tracking.tracked_since(conn, NOW, DAYS) is None
+
+
+def test_tracked_orders_seek_indexes_even_after_analyze(sqlite_url: str) -> None:
+    from bridge.store.db import make_engine, upgrade
+
+    engine = make_engine(sqlite_url)
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(t.orders.insert(), _orders(2000, seed=9))
+        conn.execute(text("ANALYZE"))  # status has two or three values: a plain OR became a scan
+    with engine.connect() as conn:
+        compiled = tracking._TRACKED_ORDERS.compile(conn)
+        plan = conn.exec_driver_sql(
+            f"EXPLAIN QUERY PLAN {compiled}", tuple(NOW.isoformat() for _ in compiled.positiontup or ())
+        ).fetchall()
+    details = [row[-1] for row in plan]
+    assert not any(d.startswith("SCAN") for d in details), details
+    assert sum("INDEX ix_orders_" in d for d in details) == 3, details
+    engine.dispose()
