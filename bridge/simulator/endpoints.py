@@ -194,23 +194,30 @@ class ODataService:
         return Reply(200, {"Content-Type": JSON_TYPE}, dumps(payload).encode())
 
     def _order(self, es: EntitySet, rows: list[dict[str, Any]], orderby: str | None) -> None:
-        rows.sort(key=lambda r: self.store.order_hash(r["Ref_Key"]))
-        if not orderby:
+        """Sort by ``$orderby``, ties (and no ``$orderby``) in ``Ref_Key`` hash order.
+
+        Meant as the stable sorts of :func:`order_by_passes`; when every key is ascending (every
+        window read: ``Date,Ref_Key``) one sort by the tuple of keys ending with the hash gives the
+        same order (the hash is unique) in one pass instead of one per key plus one.
+        """
+        keys = _orderby_keys(es, orderby)
+        hashed = self.store.order_hash
+        if any(desc for _, desc in keys):
+            order_by_passes(rows, keys, hashed)
             return
-        keys = []
-        for part in orderby.split(","):
-            words = part.split()
-            if not words or len(words) > 2 or (len(words) == 2 and words[1] not in ("asc", "desc")):
-                raise FilterError(f"Неверное выражение $orderby: {part!r}")
-            f = es.field(words[0])
-            if f is None:
-                raise FilterError(f"Неизвестное свойство {words[0]!r} в $orderby")
-            keys.append((words[0], len(words) == 2 and words[1] == "desc"))
-        for name, desc in reversed(keys):  # stable sorts, last key first
+        getters: list[Callable[[dict[str, Any]], Any]] = []
+        for name, _ in keys:
             if name == "Ref_Key":
-                rows.sort(key=lambda r: self.store.order_hash(r["Ref_Key"]), reverse=desc)
-            else:
-                rows.sort(key=lambda r, n=name: r.get(n), reverse=desc)  # type: ignore[misc]
+                break  # unique: nothing after it can matter
+            getters.append(lambda r, n=name: r.get(n))  # type: ignore[misc]
+        getters.append(lambda r: hashed(r["Ref_Key"]))
+        if len(getters) == 1:
+            rows.sort(key=getters[0])
+        elif len(getters) == 2:
+            first, second = getters
+            rows.sort(key=lambda r: (first(r), second(r)))
+        else:
+            rows.sort(key=lambda r: tuple(g(r) for g in getters))
 
     def _service_root(self) -> Reply:
         value = [{"name": name, "url": name} for name in self.store.schema.entity_sets]
@@ -288,6 +295,32 @@ class ODataService:
             return odata_error(500, "Узел плана обмена не найден")
         body = changes_feed(self.base, changes, self.store.schema.entity_sets, self.store.get, now())
         return Reply(200, {"Content-Type": ATOM_TYPE}, body)
+
+
+def _orderby_keys(es: EntitySet, orderby: str | None) -> list[tuple[str, bool]]:
+    """``$orderby`` as ``(field, descending)`` pairs; ``FilterError`` for what 1C refuses."""
+    keys: list[tuple[str, bool]] = []
+    for part in orderby.split(",") if orderby else []:
+        words = part.split()
+        if not words or len(words) > 2 or (len(words) == 2 and words[1] not in ("asc", "desc")):
+            raise FilterError(f"Неверное выражение $orderby: {part!r}")
+        f = es.field(words[0])
+        if f is None:
+            raise FilterError(f"Неизвестное свойство {words[0]!r} в $orderby")
+        keys.append((words[0], len(words) == 2 and words[1] == "desc"))
+    return keys
+
+
+def order_by_passes(
+    rows: list[dict[str, Any]], keys: list[tuple[str, bool]], hashed: Callable[[str], str]
+) -> None:
+    """The ordering by definition: by ``Ref_Key`` hash, then a stable sort per key, last key first."""
+    rows.sort(key=lambda r: hashed(r["Ref_Key"]))
+    for name, desc in reversed(keys):
+        if name == "Ref_Key":
+            rows.sort(key=lambda r: hashed(r["Ref_Key"]), reverse=desc)
+        else:
+            rows.sort(key=lambda r, n=name: r.get(n), reverse=desc)  # type: ignore[misc]
 
 
 def _wants_json(query: Mapping[str, str], headers: Mapping[str, str]) -> bool:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.simulator.endpoints import ODataService
+from bridge.simulator.endpoints import ODataService, _orderby_keys, order_by_passes
 from bridge.simulator.filters import compile_query
 from bridge.simulator.store import SimStore
 
@@ -146,3 +146,28 @@ def test_a_date_window_visits_only_the_rows_of_its_range(monkeypatch: pytest.Mon
 def test_ranges_come_only_from_the_top_level_and_chain(expression: str, ranges: dict[str, Any]) -> None:
     es = SimStore().schema[ORDERS]
     assert compile_query(expression, es).ranges == ranges
+
+
+orderings = st.lists(
+    st.tuples(
+        st.sampled_from(["Date", "Number", "Ref_Key", "Posted"]), st.sampled_from(["", " asc", " desc"])
+    ),
+    max_size=3,
+).map(lambda keys: ",".join(name + way for name, way in keys))
+
+
+@settings(max_examples=200, deadline=None)
+@given(dates=st.lists(st.integers(0, 5), max_size=25), orderby=orderings)
+def test_one_sort_orders_as_the_stable_sorts_do(dates: list[int], orderby: str) -> None:
+    store = SimStore()
+    for n, minute in enumerate(dates):
+        store.insert(
+            ORDERS, {"Date": _date(minute), "Number": f"N{n % 4}", "Posted": n % 3 == 0}, track=False
+        )
+    service, _ = _services(store)
+    es = store.schema[ORDERS]
+    rows = store.snapshot(ORDERS)
+    expected = list(rows)
+    order_by_passes(expected, _orderby_keys(es, orderby), store.order_hash)
+    service._order(es, rows, orderby)
+    assert [r["Ref_Key"] for r in rows] == [r["Ref_Key"] for r in expected]
