@@ -10,7 +10,7 @@ once. Must not import bridge.onec, bridge.site, bridge.notify or bridge.service.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -254,13 +254,50 @@ def enqueue_many(conn: Connection, messages: Sequence[NewMessage], now: datetime
     conn.execute(_INSERT_MANY, rows)
 
 
-def due(conn: Connection, channel: str, now: datetime, limit: int = 100) -> list[OutboxMessage]:
+def due(
+    conn: Connection,
+    channel: str,
+    now: datetime,
+    limit: int = 100,
+    *,
+    upto: int | None = None,
+    holding: Collection[str] = (),
+) -> list[OutboxMessage]:
     """Pending messages of ``channel`` due by ``now``, each the oldest pending of its customer.
 
     Only a customer's oldest pending message is ever due, so one customer's messages go out in
     order; a customer whose head message waits for a retry does not hold up anybody else.
+
+    Args:
+        upto: only messages with ``id <= upto`` (those committed, and made durable, before it).
+        holding: kinds not due now; a customer whose head message is of one of them waits (the
+            cycle holds partner write-backs back while later documents may still supersede them).
     """
-    return [_message(r) for r in conn.execute(_DUE, {"b_channel": channel, "b_now": now, "b_limit": limit})]
+    params: dict[str, Any] = {"b_channel": channel, "b_now": now, "b_limit": limit}
+    if upto is None and not holding:
+        statement = _DUE
+    else:
+        statement = _due_bounded()
+        params["b_upto"] = upto if upto is not None else _NO_BOUND
+        params["b_holding"] = list(holding) or [""]
+    return [_message(r) for r in conn.execute(statement, params)]
+
+
+_NO_BOUND = 2**62
+
+
+@cache
+def _due_bounded() -> Select[Any]:
+    return _DUE.where(
+        t.outbox.c.id <= bindparam("b_upto"),
+        t.outbox.c.kind.not_in(bindparam("b_holding", expanding=True)),
+    )
+
+
+def last_id(conn: Connection) -> int:
+    """The newest message's id (0 with none): what is committed when it is read."""
+    value = conn.execute(select(func.max(t.outbox.c.id))).scalar()
+    return int(value or 0)
 
 
 def mark_sent(conn: Connection, message_id: int, now: datetime) -> None:
