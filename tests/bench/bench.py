@@ -238,45 +238,42 @@ def bench_rules(
 # --- (b) end to end and its I/O floor -----------------------------------------------------------------
 
 
-class RecordingSession(requests.Session):
-    """The bridge's own session, remembering every request it sends (for the floor's replay)."""
+class Recorder:
+    """Wraps the bridge's own 1C session (``make_session``: its adapters, auth, timeouts and proxy
+    settings stay as the daemon has them) and remembers every request it sends, for the floor."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, session: requests.Session) -> None:
         self.calls: list[tuple[str, str, bytes | None, dict[str, str]]] = []
         self.waited = 0.0  # seconds inside requests: sending, 1C (the simulator) answering, reading
+        send = session.request
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        headers = {k: v for k, v in (kwargs.get("headers") or {}).items() if k != "If-Match"}
-        self.calls.append((str(method), str(url), kwargs.get("data"), headers))
-        started = time.perf_counter()
-        try:
-            return super().request(method, url, *args, **kwargs)
-        finally:
-            self.waited += time.perf_counter() - started
+        def request(method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+            headers = {k: v for k, v in (kwargs.get("headers") or {}).items() if k != "If-Match"}
+            self.calls.append((str(method), str(url), kwargs.get("data"), headers))
+            started = time.perf_counter()
+            try:
+                return send(method, url, *args, **kwargs)
+            finally:
+                self.waited += time.perf_counter() - started
+
+        session.request = request  # type: ignore[method-assign]
 
 
-def new_world(
-    folder: Path, url: str, store: SimStore, sim: Any, clock: list[datetime]
-) -> tuple[Config, Cycle, RecordingSession]:
+def new_world(folder: Path, url: str, sim: Any, clock: list[datetime]) -> tuple[Config, Cycle, Recorder]:
     config = make_config(sim, url, folder)
     cycle = build_cycle(config, clock=lambda: clock[0])
-    session = RecordingSession()
-    from bridge.net import make_session
-
-    template = make_session(timeout=cycle.gateway.client.timeout)
-    for prefix, adapter in template.adapters.items():
-        session.mount(prefix, adapter)
-    cycle.gateway.client._session = session  # the bench records what the bridge sends
-    return config, cycle, session
+    return config, cycle, Recorder(cycle.gateway.client._session)
 
 
 def replay(calls: list[tuple[str, str, bytes | None, dict[str, str]]], auth: Any) -> tuple[float, int]:
-    """Send the recorded requests again with a bare session; read and parse every answer."""
-    session = requests.Session()
+    """Send the recorded requests again on a session built like the bridge's (``make_session``:
+    the same HTTP stack, nothing of the bridge above it); read and parse every answer."""
+    from bridge.net import make_session
+
+    session = make_session(timeout=60, auth=auth)
     started = time.perf_counter()
     for method, url, data, headers in calls:
-        response = session.request(method, url, data=data, headers=headers, auth=auth, timeout=60)
+        response = session.request(method, url, data=data, headers=headers)
         body = response.content
         if body and response.headers.get("Content-Type", "").startswith("application/json"):
             json.loads(body)
@@ -289,20 +286,24 @@ def request_kinds(store: SimStore) -> str:
 
     counts: Counter[str] = Counter()
     for rec in store.log:
+        if rec.kind == "route":  # the bench's own /bench/stats
+            continue
         name = rec.path.strip("/").split("/")[-1].split("(")[0]
         counts[f"{rec.method} {rec.kind} {name}"] += 1
     return ", ".join(f"{what}: {n}" for what, n in counts.most_common())
 
 
-def bench_cycle(report: Report, sizes: dict[str, int], folder: Path, profile: bool) -> dict[str, str]:
+def bench_cycle(
+    report: Report, sizes: dict[str, int], folder: Path, profile: bool, in_process: bool = False
+) -> dict[str, str]:
+    """(b): the simulator runs in its own process (1C is another server; in the bridge's process it
+    would compete for the GIL and the garbage collector with the bridge), unless ``in_process``."""
     where: dict[str, str] = {}
     n, customers = sizes["orders"], sizes["customers"]
-    store = SimStore()
-    populate(store, customers=customers, orders=n, days=365)
-    with Simulator(store) as sim, database("sqlite", folder, None) as url:
+    with simulator(n, customers, in_process) as sim, database("sqlite", folder, None) as url:
         clock = [NOW]
-        _config, cycle, session = new_world(folder, url, store, sim, clock)
-        store.reset_counters()
+        _config, cycle, session = new_world(folder, url, sim, clock)
+        sim_stats(sim, reset=True)
         prof = cProfile.Profile() if profile else None
         started = time.perf_counter()
         if prof:
@@ -313,25 +314,23 @@ def bench_cycle(report: Report, sizes: dict[str, int], folder: Path, profile: bo
             where["b"] = top_functions(prof)
         elapsed = time.perf_counter() - started
         calls = list(session.calls)
-        total = store.request_count()
-        gets = store.request_count("GET")
-        writes = total - gets
-        effective = sum(store.effective_writes.values())
-        by_kind = request_kinds(store)
+        waited = session.waited
+        stats = sim_stats(sim)
         auth = cycle.gateway.client._auth
     assert result.documents_failed == 0, result.failures[:3]
     # The floor: the same requests against an identical infobase, nothing else.
-    floor_store = SimStore()
-    populate(floor_store, customers=customers, orders=n, days=365)
-    with Simulator(floor_store, port=0) as floor_sim:
+    with simulator(n, customers, in_process) as floor_sim:
         old_base = calls[0][1].split("/odata/")[0] if calls else ""
         new_base = floor_sim.odata_url.split("/odata/")[0]
         moved = [(m, u.replace(old_base, new_base, 1), d, h) for m, u, d, h in calls]
         floor_s, sent = replay(moved, auth)
+    total, gets, effective = stats["total"], stats["gets"], stats["effective"]
+    writes = total - gets
     rate = n / elapsed
     per_order = total / n
+    where_sim = "in the bridge's process" if in_process else "in its own process"
     report.add("b", f"cycle over {n} closed orders / {customers} customers: orders/s", f"{rate:,.0f}")
-    report.add("b", "cycle: seconds", f"{elapsed:.1f}")
+    report.add("b", f"cycle: seconds (simulator {where_sim})", f"{elapsed:.1f}")
     report.add(
         "b",
         "1C requests per order (GET / PATCH+POST)",
@@ -339,11 +338,61 @@ def bench_cycle(report: Report, sizes: dict[str, int], folder: Path, profile: bo
         f"write-backs need {(effective + 0) / n:.2f}+reads",
     )
     report.add("b", "effective 1C writes (changed something)", f"{effective}")
-    report.add("b", "1C requests by kind", by_kind)
-    report.add("b", f"I/O floor: same {sent} requests, bare session: seconds", f"{floor_s:.1f}")
+    report.add("b", "1C requests by kind", stats["kinds"])
+    report.add("b", "cycle: of which inside requests (sending, 1C answering, reading)", f"{waited:.1f}")
+    report.add("b", f"I/O floor: the same {sent} requests, the bridge's HTTP stack alone: seconds", f"{floor_s:.1f}")
     ratio = elapsed / floor_s if floor_s else float("inf")
     report.add("b", "bridge over the I/O floor", f"{ratio:.2f}×", f"≤ 1.25× ({verdict(ratio <= 1.25)})")
     return where
+
+
+@contextmanager
+def simulator(orders: int, customers: int, in_process: bool) -> Iterator[Any]:
+    """The bench's infobase (``populate``), served in this process or in a child process."""
+    if in_process:
+        store = SimStore()
+        populate(store, customers=customers, orders=orders, days=365)
+        with Simulator(store) as sim:
+            yield sim
+        return
+    folder = Path(tempfile.mkdtemp(prefix="bench-sim-"))
+    port_file = folder / "port"
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(orders), str(customers), str(port_file)],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        while not port_file.exists() or not port_file.read_text().strip():
+            if server.poll() is not None:
+                raise SystemExit("simulator process died")
+            time.sleep(0.2)
+        port = int(port_file.read_text())
+        yield _Remote(f"http://127.0.0.1:{port}/ut11/odata/standard.odata")
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def sim_stats(sim: Any, *, reset: bool = False) -> dict[str, Any]:
+    """What 1C (the simulator) saw: requests, GETs, effective writes, by kind; ``reset`` zeroes them."""
+    if isinstance(sim, Simulator):
+        if reset:
+            sim.store.reset_counters()
+        return _stats_of(sim.store)
+    base = sim.odata_url.split("/odata/")[0]
+    answer = requests.get(f"{base}/bench/{'reset' if reset else 'stats'}", timeout=60)
+    answer.raise_for_status()
+    return dict(answer.json())
+
+
+def _stats_of(store: SimStore) -> dict[str, Any]:
+    seen = [rec for rec in store.log if rec.kind != "route"]
+    return {
+        "total": len(seen),
+        "gets": sum(1 for rec in seen if rec.method == "GET"),
+        "effective": sum(store.effective_writes.values()),
+        "kinds": request_kinds(store),
+    }
 
 
 # --- (c) idle cycle ------------------------------------------------------------------------------------
@@ -376,7 +425,7 @@ def bench_idle(report: Report, sizes: dict[str, int], folder: Path, profile: boo
             conn.execute(t.customers.update().values(onec_version="seeded"))
         seeder.store.engine.dispose()
         clock = [NOW]
-        _config, cycle, _session = new_world(folder, url, store, sim, clock)
+        _config, cycle, _session = new_world(folder, url, sim, clock)
         started = time.perf_counter()
         catch_up = cycle.run(StopToken())
         catch_s = time.perf_counter() - started
@@ -418,29 +467,14 @@ def memory_child(orders: int, customers: int) -> None:
     """Run in a child process: the simulator in a grandchild, one cycle here, peak RSS growth out."""
     quiet_logs()
     folder = Path(tempfile.mkdtemp(prefix="bench-mem-"))
-    port_file = folder / "port"
-    server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(orders), str(customers), str(port_file)],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        while not port_file.exists() or not port_file.read_text().strip():
-            if server.poll() is not None:
-                raise SystemExit("simulator process died")
-            time.sleep(0.2)
-        port = int(port_file.read_text())
-        sim = _Remote(f"http://127.0.0.1:{port}/ut11/odata/standard.odata")
-        with database("sqlite", folder, None) as url:
-            clock = [NOW]
-            _config, cycle, session = new_world(folder, url, SimStore(), sim, clock)
-            session.calls = _NoList()
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            result = cycle.run(StopToken())
-            after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print(json.dumps({"before_kb": before, "after_kb": after, "docs": result.documents_processed}))
-    finally:
-        server.terminate()
-        server.wait()
+    with simulator(orders, customers, in_process=False) as sim, database("sqlite", folder, None) as url:
+        clock = [NOW]
+        _config, cycle, session = new_world(folder, url, sim, clock)
+        session.calls = _NoList()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        result = cycle.run(StopToken())
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"before_kb": before, "after_kb": after, "docs": result.documents_processed}))
 
 
 @dataclass
@@ -462,6 +496,13 @@ def serve(orders: int, customers: int, port_file: str) -> None:
     store = SimStore()
     populate(store, customers=customers, orders=orders, days=365)
     with Simulator(store) as sim:
+
+        def stats(method: str, path: str, headers: Any, body: bytes) -> tuple[int, dict[str, str], bytes]:
+            if path.endswith("/reset"):
+                store.reset_counters()
+            return 200, {"Content-Type": "application/json"}, json.dumps(_stats_of(store)).encode()
+
+        sim.add_route(f"/{sim.infobase}/bench/", stats, auth=False)
         Path(port_file).write_text(str(sim.port))
         while True:
             time.sleep(3600)
@@ -570,6 +611,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="print where the time of (a) and (b) goes")
     for key in FULL:
         parser.add_argument(f"--{key.replace('_', '-')}", type=int, help=f"override the size {key}")
+    parser.add_argument(
+        "--sim-in-process",
+        action="store_true",
+        help="(b): serve the simulator in the bridge's own process, as before (GIL and GC shared)",
+    )
     parser.add_argument("--memory-child", nargs=2, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -593,7 +639,10 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(tmp)
         steps: list[tuple[str, Callable[[], Any]]] = [
             ("a", lambda: where.update(bench_rules(report, sizes, folder, args.pg, args.profile))),
-            ("b", lambda: where.update(bench_cycle(report, sizes, folder, args.profile))),
+            (
+                "b",
+                lambda: where.update(bench_cycle(report, sizes, folder, args.profile, args.sim_in_process)),
+            ),
             ("c", lambda: where.update(bench_idle(report, sizes, folder, args.profile))),
             ("d", lambda: bench_memory(report, sizes)),
             ("e", lambda: bench_balance(report, sizes, folder, args.pg)),
