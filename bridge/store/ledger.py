@@ -21,6 +21,7 @@ serial. Must not import bridge.onec, bridge.site, bridge.notify or bridge.servic
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -291,12 +292,37 @@ class LedgerStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._kept = threading.local()  # SQLite: each thread's connection, kept between units
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """One unit of work: everything inside commits together or not at all."""
-        with self.engine.begin() as conn:
-            yield conn
+        """One unit of work: everything inside commits together or not at all.
+
+        On SQLite each thread keeps its connection from one unit of work to the next: checking one
+        out of the pool and back in costs ~0.07 ms of SQLAlchemy's machinery, as much as a few of
+        the unit's statements. The transaction itself is the same (``Connection.begin``: the same
+        events, BEGIN IMMEDIATE, COMMIT or ROLLBACK). A connection that was closed or invalidated
+        is replaced; a nested unit on the same thread gets a pooled connection of its own, as
+        before; the kept one goes back to the pool when its thread ends or the store is dropped.
+        PostgreSQL checks a connection out per unit as before: the pool pings it first
+        (``pool_pre_ping``), so a server restart costs no unit of work.
+        """
+        kept = self._kept
+        if self.engine.dialect.name != "sqlite" or getattr(kept, "busy", False):
+            with self.engine.begin() as pooled:
+                yield pooled
+            return
+        conn: Connection | None = getattr(kept, "conn", None)
+        if conn is None or conn.closed or conn.invalidated or conn.in_transaction():
+            if conn is not None and not conn.closed:
+                conn.close()  # left in a transaction somehow: rolled back, back to the pool
+            conn = kept.conn = self.engine.connect()
+        kept.busy = True
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            kept.busy = False
 
     # --- locking and identity ----------------------------------------------------------------------
 
