@@ -11,7 +11,19 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, exists, func, literal_column, or_, select, union_all
+from sqlalchemy import (
+    Connection,
+    Engine,
+    String,
+    bindparam,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    type_coerce,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bridge.store import schema as t
@@ -106,7 +118,11 @@ def _tracked(*columns: Any) -> Any:
     )
 
 
-_TRACKED_ORDERS = _tracked(t.orders.c.id, t.orders.c.version)
+# In document date order (then Ref_Key): the order changed ones are re-read and processed in, which
+# must not depend on when the bridge last wrote them (a plain scan gave the table's own order).
+_TRACKED_ORDERS = _tracked(
+    t.orders.c.id, t.orders.c.version, type_coerce(t.orders.c.doc_date, String).label("doc_date")
+).order_by(literal_column("doc_date"), literal_column("id"))
 _TRACKED_SINCE = select(func.min(_tracked(t.orders.c.doc_date).subquery().c.doc_date))
 
 
@@ -114,7 +130,7 @@ def tracked_orders(conn: Connection, now: datetime, track_days: int) -> dict[str
     """Orders still worth re-checking: not closed, or closed (or last changed) within ``track_days``.
 
     Maps Ref_Key to the newest DataVersion the bridge knows — including the one its own write-back
-    produced, so its own write never looks like a change.
+    produced, so its own write never looks like a change — in document date order.
     """
     since = now - timedelta(days=track_days)
     return {row[0]: row[1] for row in conn.execute(_TRACKED_ORDERS, {"b_since": since})}
