@@ -242,6 +242,59 @@ def _time_value(value: Any) -> datetime | None:
     return result
 
 
+# The level state before the last promotion, stored as JSON on the customer's row: read and written
+# by every unit of work of a customer with a level, and mostly unchanged. On SQLite the stored text
+# is parsed once (the state is immutable, so the same text gives the same object) and an object's
+# text is encoded once; the encode cache holds the object itself, so its id cannot be reused while
+# cached. PostgreSQL binds and parses the dicts itself (``Json``), so it takes the plain path.
+_PREVIOUS_STATES: dict[str, LevelState | None] = {}
+_PREVIOUS_TEXTS: dict[int, tuple[LevelState | None, Any]] = {}
+_DETAIL_TEXTS: dict[tuple[tuple[str, str], ...], str] = {}
+
+
+def _previous_state(sql: _Sql, stored: Any) -> LevelState | None:
+    if sql.pg or stored.__class__ is not str:
+        return _level_from_json(sql.loads(stored))
+    try:
+        return _PREVIOUS_STATES[stored]
+    except KeyError:
+        pass
+    state = _level_from_json(sql.loads(stored))
+    if len(_PREVIOUS_STATES) >= _CACHE_LIMIT:
+        _PREVIOUS_STATES.clear()
+    _PREVIOUS_STATES[stored] = state
+    return state
+
+
+def _previous_param(sql: _Sql, state: LevelState | None) -> Any:
+    if sql.pg:
+        return sql.json(_level_to_json(state))
+    hit = _PREVIOUS_TEXTS.get(id(state))
+    if hit is not None and hit[0] is state:
+        return hit[1]
+    text = sql.json(_level_to_json(state))
+    if len(_PREVIOUS_TEXTS) >= _CACHE_LIMIT:
+        _PREVIOUS_TEXTS.clear()
+    _PREVIOUS_TEXTS[id(state)] = (state, text)
+    return text
+
+
+def _detail_param(sql: _Sql, detail: dict[str, str]) -> Any:
+    """An event's ``detail`` as bound: few distinct ones (tier and level names), encoded once each
+    on SQLite; the key is the items in order, and only plain strings are taken by value."""
+    if sql.pg:
+        return sql.json(detail)
+    key = tuple(detail.items())
+    text = _DETAIL_TEXTS.get(key)
+    if text is None:
+        text = sql.json(detail)
+        if all(k.__class__ is str and v.__class__ is str for k, v in key):
+            if len(_DETAIL_TEXTS) >= _CACHE_LIMIT:
+                _DETAIL_TEXTS.clear()
+            _DETAIL_TEXTS[key] = text
+    return text
+
+
 def _same(value: Any) -> Any:
     return value
 
@@ -544,9 +597,7 @@ def _load(db: Any, sql: _Sql, customer_id: str, ids: list[str], history: bool, k
     cust = db.execute(sql.s["customer"], key).fetchone()
     card = cust if cust is not None else db.execute(sql.s["card"], key).fetchone()
     if cust is not None and cust[0] is not None:
-        book.level = LevelState(
-            cust[0], tm(cust[1]), tm(cust[2]), cust[3], _level_from_json(sql.loads(cust[4]))
-        )
+        book.level = LevelState(cust[0], tm(cust[1]), tm(cust[2]), cust[3], _previous_state(sql, cust[4]))
     if card is not None:
         number, status, onec_id = card[-3], card[-2], card[-1]
         if number is not None:
@@ -633,7 +684,7 @@ def _save(db: Any, sql: _Sql, book: Book, now: datetime, history: bool, next_due
                     ev.order_id,
                     decimal_param(ev.points, pg),
                     _time_param(ev.when, pg),
-                    sql.json(ev.detail),
+                    _detail_param(sql, ev.detail),
                     history,
                 )
                 for ev in book.new_events
@@ -669,7 +720,7 @@ def _save(db: Any, sql: _Sql, book: Book, now: datetime, history: bool, next_due
         _time_param(state.valid_until, pg) if state else None,
         _time_param(state.since, pg) if state else None,
         state.promoted_by if state else None,
-        sql.json(_level_to_json(state.previous) if state else None),
+        _previous_param(sql, state.previous) if state else sql.json(None),
         _time_param(next_due, pg),
         stamp,
     )

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bridge.domain.levels import LevelState
 from bridge.store import ledger
 from bridge.store.schema import time_param, time_value
 
@@ -66,3 +69,52 @@ def test_time_value_memo_matches_schema(values: list[datetime]) -> None:
         assert ledger._time_value(text) == time_value(text)
         assert ledger._time_value(text).tzinfo is UTC  # type: ignore[union-attr]
     assert ledger._time_value(None) is None
+
+
+# --- the level state's JSON and the events' details ---------------------------------------------------
+
+SQLITE = ledger._Sql(False)
+states = st.recursive(
+    st.none(),
+    lambda inner: st.builds(
+        LevelState,
+        st.sampled_from(["base", "fan", "king"]),
+        st.one_of(st.none(), readable),
+        st.one_of(st.none(), readable),
+        st.one_of(st.none(), st.text(max_size=5)),
+        inner,
+    ),
+    max_leaves=4,
+)
+
+
+@given(st.lists(states, min_size=1, max_size=6))
+def test_previous_level_text_is_json_dumps(values: list[LevelState | None]) -> None:
+    for value in values * 2:
+        text = json.dumps(ledger._level_to_json(value))
+        assert ledger._previous_param(SQLITE, value) == text
+        assert ledger._previous_state(SQLITE, text) == ledger._level_from_json(json.loads(text))
+
+
+def test_equal_states_in_other_zones_keep_their_own_text() -> None:
+    msk = datetime(2026, 3, 1, 12, tzinfo=ZoneInfo("Europe/Moscow"))
+    a = LevelState("fan", msk, msk)
+    b = LevelState("fan", msk.astimezone(UTC), msk.astimezone(UTC))
+    assert a == b  # the same instants
+    assert ledger._previous_param(SQLITE, a) == json.dumps(ledger._level_to_json(a))
+    assert ledger._previous_param(SQLITE, b) == json.dumps(ledger._level_to_json(b))
+    assert ledger._previous_param(SQLITE, a) != ledger._previous_param(SQLITE, b)
+
+
+@given(
+    st.lists(
+        st.dictionaries(
+            st.text(max_size=4), st.one_of(st.text(max_size=6), st.integers(0, 2), st.booleans()), max_size=3
+        )
+    )
+)
+def test_detail_text_is_json_dumps(details: list[dict[str, Any]]) -> None:
+    for detail in details * 2:
+        assert ledger._detail_param(SQLITE, detail) == json.dumps(detail)
+    assert ledger._detail_param(SQLITE, {"a": 1}) == '{"a": 1}'
+    assert ledger._detail_param(SQLITE, {"a": True}) == '{"a": true}'
