@@ -264,7 +264,8 @@ class Cycle:
             max_age_hours=onec.max_age_hours,
             durable=lambda: make_durable(self.engine.store.engine),
             # superseded by the customer's next document more often than not: kept for the end
-            holding=("partner",),
+            # (a partner's state after every order; an open order's discount after a level change)
+            holding=("partner", "discount"),
             stop=lambda: token.requested,
         )
 
