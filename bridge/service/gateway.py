@@ -9,8 +9,9 @@ for the life of the process.
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
 
@@ -131,9 +132,14 @@ class Gateway:
         }
 
     def order(self, row: dict[str, Any], cards: dict[str, str] | None = None) -> Order:
-        """Translate an order row (loading the products and folders it needs)."""
-        self._load_products(self.product_ids(row))
-        return order_from_row(row, self.mapping, self.keys, self.products, self.tz, cards=cards)
+        """Translate an order row (loading the products and folders it needs).
+
+        Under the lock of the reference data: a twin in another thread (the write-backs' discount
+        rows) may load products into the same index meanwhile.
+        """
+        with self._ref.lock:
+            self._load_products(self.product_ids(row))
+            return order_from_row(row, self.mapping, self.keys, self.products, self.tz, cards=cards)
 
     def card_numbers(self, card_keys: Iterable[str]) -> dict[str, str]:
         keys = sorted({k for k in card_keys if k})
@@ -274,8 +280,10 @@ class Gateway:
 
 @dataclass(slots=True)
 class _Reference:
-    """1C reference data a gateway reads once (shared with its twins)."""
+    """1C reference data a gateway reads once (shared with its twins; ``lock`` guards the product
+    index, which grows as orders name new products)."""
 
+    lock: threading.RLock = field(default_factory=threading.RLock)
     keys: AttributeKeys | None = None
     products: ProductIndex | None = None
     vat: dict[str, Any] | None = None
