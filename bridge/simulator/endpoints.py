@@ -164,12 +164,25 @@ class ODataService:
                 wanted = dict.fromkeys(k.lower() for k in _KEY.findall(expression))
                 rows = (self.store.row(es.name, key) for key in wanted)
                 return [row for row in rows if row is not None and predicate(row)]
+            window = compiled.window
+            if window is not None and window.field == DATE:
+                # Nothing but a Date range (the narrow scans): the index's rows are the answer.
+                exact = self.store.dated(
+                    es.name,
+                    window.low,
+                    window.high,
+                    low_strict=window.low_strict,
+                    high_strict=window.high_strict,
+                )
+                if exact is not None:
+                    return exact + [row for row in self.store.undated(es.name) if predicate(row)]
             if DATE in compiled.ranges:
                 # A Date range in the filter's and-chain (every window read): the rows of that
                 # range from the set's date index, as 1C's document tables are indexed by date.
                 low, high = compiled.ranges[DATE]
                 dated = self.store.dated(es.name, low, high)
                 if dated is not None:
+                    dated += self.store.undated(es.name)
                     return [row for row in dated if predicate(row)]
         return [row for row in self.store.snapshot(es.name) if predicate(row)]
 

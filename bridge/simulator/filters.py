@@ -93,6 +93,7 @@ class Node:
     literal: bool = False
     field: str | None = None
     bounds: tuple[tuple[str, str, Any], ...] = ()
+    exact: bool = False  # true exactly when every bound holds (an and-chain of bounds alone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,19 @@ class Compiled:
 
     predicate: Callable[[Row], bool]
     ranges: dict[str, tuple[Any, Any]]
+    window: Window | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A filter that is nothing but bounds on one datetime field: it accepts a row whose field is a
+    datetime exactly when ``low <(=) value <(=) high`` (``None`` ends are open)."""
+
+    field: str
+    low: Any
+    low_strict: bool
+    high: Any
+    high_strict: bool
 
 
 def _field_type(edm: str) -> str:
@@ -145,7 +159,7 @@ class _Parser:
         if node.type != "bool":
             raise FilterError("Выражение отбора должно быть логическим")
         fn = node.fn
-        return Compiled(lambda row: fn(row) is True, _ranges(node.bounds))
+        return Compiled(lambda row: fn(row) is True, _ranges(node.bounds), _window(node))
 
     def or_(self) -> Node:
         left = self.and_()
@@ -283,7 +297,12 @@ def _logic(left: Node, right: Node, combine: Callable[[Any], bool]) -> Node:
     lf, rf = left.fn, right.fn
     if combine is any:
         return Node("bool", lambda row: bool(lf(row)) or bool(rf(row)))
-    return Node("bool", lambda row: bool(lf(row)) and bool(rf(row)), bounds=left.bounds + right.bounds)
+    return Node(
+        "bool",
+        lambda row: bool(lf(row)) and bool(rf(row)),
+        bounds=left.bounds + right.bounds,
+        exact=left.exact and right.exact,
+    )
 
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
@@ -317,7 +336,8 @@ def _compare(op: str, left: Node, right: Node) -> Node:
             return compare(a, b) if op in ("eq", "ne") else False
         return compare(a, b)
 
-    return Node("bool", evaluate, bounds=_bound(op, left, right))
+    bounds = _bound(op, left, right)
+    return Node("bool", evaluate, bounds=bounds, exact=bool(bounds))
 
 
 _FLIPPED = {"eq": "eq", "gt": "lt", "ge": "le", "lt": "gt", "le": "ge"}
@@ -332,6 +352,20 @@ def _bound(op: str, left: Node, right: Node) -> tuple[tuple[str, str, Any], ...]
     if op not in _FLIPPED:
         return ()
     return ((left.field, op, right.fn({})),)
+
+
+def _window(node: Node) -> Window | None:
+    fields = {name for name, _, _ in node.bounds}
+    if not node.exact or len(fields) != 1:
+        return None
+    low = high = None
+    low_strict = high_strict = False
+    for _, op, value in node.bounds:
+        if op in ("eq", "ge", "gt") and (low is None or value > low or (value == low and op == "gt")):
+            low, low_strict = value, op == "gt"
+        if op in ("eq", "le", "lt") and (high is None or value < high or (value == high and op == "lt")):
+            high, high_strict = value, op == "lt"
+    return Window(fields.pop(), low, low_strict, high, high_strict)
 
 
 def _ranges(bounds: tuple[tuple[str, str, Any], ...]) -> dict[str, tuple[Any, Any]]:

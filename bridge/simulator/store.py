@@ -177,21 +177,41 @@ class SimStore:
             return copy.deepcopy(new)
 
     def dated(
-        self, entity_set: str, low: datetime | None, high: datetime | None
+        self,
+        entity_set: str,
+        low: datetime | None,
+        high: datetime | None,
+        *,
+        low_strict: bool = False,
+        high_strict: bool = False,
     ) -> list[dict[str, Any]] | None:
-        """The stored rows whose ``Date`` lies in ``[low, high]`` (an open end is ``None``), plus any
-        whose ``Date`` is not a datetime, through the set's date index; ``None`` when the set has
-        no ``Date``. Insertion order is not kept (callers sort)."""
+        """The stored rows whose ``Date`` is a datetime within ``low``…``high`` (``None``: open end;
+        inclusive unless strict), through the set's date index; ``None`` when the set has no
+        ``Date``. Rows whose ``Date`` is no datetime are in ``undated``. In date order."""
         with self._lock:
             index = self._by_date.get(entity_set)
             if index is None:
                 return None
-            start = 0 if low is None else bisect.bisect_left(index, low, key=_first)
-            stop = len(index) if high is None else bisect.bisect_right(index, high, key=_first)
+            if low is None:
+                start = 0
+            elif low_strict:
+                start = bisect.bisect_right(index, low, key=_first)
+            else:
+                start = bisect.bisect_left(index, low, key=_first)
+            if high is None:
+                stop = len(index)
+            elif high_strict:
+                stop = bisect.bisect_left(index, high, key=_first)
+            else:
+                stop = bisect.bisect_right(index, high, key=_first)
             rows = self._data[entity_set]
-            found = [rows[key] for _, key in index[start:stop]]
-            found.extend(rows[key] for key in self._undated[entity_set])
-            return found
+            return [rows[key] for _, key in index[start:stop]]
+
+    def undated(self, entity_set: str) -> list[dict[str, Any]]:
+        """The stored rows of a dated set whose ``Date`` is not a datetime (none in practice)."""
+        with self._lock:
+            rows = self._data[entity_set]
+            return [rows[key] for key in self._undated.get(entity_set, ())]
 
     def _store(self, entity_set: str, key: str, row: dict[str, Any]) -> None:
         """Store a row (new or replacing), keeping the date index current. Under the lock."""

@@ -140,6 +140,10 @@ def test_a_date_window_visits_only_the_rows_of_its_range(monkeypatch: pytest.Mon
         ("Date ge datetime'2026-03-01T00:00:00' or Posted eq true", {}),
         ("not (Date ge datetime'2026-03-01T00:00:00')", {}),
         ("Date ne datetime'2026-03-01T00:00:00'", {}),
+        (
+            "Date gt datetime'2026-03-01T00:00:00' and Date ge datetime'2026-03-01T00:00:00'",
+            {"Date": (datetime(2026, 3, 1), None)},
+        ),
         ("Posted eq true", {}),
     ],
 )
@@ -171,3 +175,16 @@ def test_one_sort_orders_as_the_stable_sorts_do(dates: list[int], orderby: str) 
     order_by_passes(expected, _orderby_keys(es, orderby), store.order_hash)
     service._order(es, rows, orderby)
     assert [r["Ref_Key"] for r in rows] == [r["Ref_Key"] for r in expected]
+
+
+def test_a_filter_of_date_bounds_alone_is_a_window() -> None:
+    es = SimStore().schema[ORDERS]
+    both = "Date gt datetime'2026-03-01T00:00:00' and Date lt datetime'2026-03-02T00:00:00'"
+    window = compile_query(both, es).window
+    assert window is not None and (window.field, window.low_strict, window.high_strict) == (
+        "Date",
+        True,
+        True,
+    )
+    assert compile_query(both + " and Posted eq true", es).window is None
+    assert compile_query(f"not ({both})", es).window is None
