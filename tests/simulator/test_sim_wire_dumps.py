@@ -45,3 +45,10 @@ values = st.recursive(
 @given(values)
 def test_dumps_writes_what_it_always_wrote(obj: Any) -> None:
     assert dumps(obj) == reference(obj)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(timezones=st.none() | st.timezones()))
+def test_dates_are_written_as_they_always_were(value: datetime) -> None:
+    old = value.strftime("%Y-%m-%dT%H:%M:%S") if value.year >= 1000 else "0001-01-01T00:00:00"
+    assert format_date(value) == old
