@@ -9,18 +9,20 @@ once. Must not import bridge.onec, bridge.site, bridge.notify or bridge.service.
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, exists, func, select, tuple_
+from sqlalchemy import Connection, and_, bindparam, exists, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.expression import Select
 
 from bridge.store import schema as t
+from bridge.store.schema import time_param
 
 PENDING, SENT, DEAD, SUPERSEDED = "pending", "sent", "dead", "superseded"
 CHANNELS = ("onec", "webhook", "sms", "email")
@@ -99,18 +101,6 @@ _SUPERSEDE = (
     )
     .values(status=SUPERSEDED)
 )
-# Several (kind, target)s of one channel at once: one pass over the channel's pending messages.
-_SUPERSEDE_MANY = (
-    t.outbox.update()
-    .where(
-        t.outbox.c.status == PENDING,
-        t.outbox.c.channel == bindparam("b_channel"),
-        t.outbox.c.target.in_(bindparam("b_targets", expanding=True)),  # what an index can seek
-        tuple_(t.outbox.c.kind, t.outbox.c.target).in_(bindparam("b_keys", expanding=True)),
-    )
-    .values(status=SUPERSEDED)
-)
-_INSERT_MANY = t.outbox.insert()
 _older = t.outbox.alias("older")
 _DUE: Select[Any] = (
     select(t.outbox)
@@ -217,41 +207,76 @@ def enqueue_many(conn: Connection, messages: Sequence[NewMessage], now: datetime
     """:func:`enqueue` each of ``messages`` in order (ids ascending in list order), in two statements.
 
     The same end state as one :func:`enqueue` after another: first the still-pending messages that
-    any of them supersedes are marked ``superseded`` (one ``UPDATE`` per channel), then all are
-    inserted (one ``executemany``); a message superseded by a later one of the same list is
-    inserted ``superseded`` at once. No ``dedup_key`` here (use :func:`enqueue`).
+    any of them supersedes are marked ``superseded`` (one ``UPDATE`` per (kind, target), seeking
+    ``ix_outbox_pending_target``), then all are inserted (one ``executemany``); a message
+    superseded by a later one of the same list is inserted ``superseded`` at once. No
+    ``dedup_key`` here (use :func:`enqueue`). Both run on the driver inside the caller's
+    transaction with the column types' own conversions (``schema.time_param``, SQLAlchemy's JSON
+    binding): one unit of work per document pays for them, and Core's expanding ``IN`` compiled
+    afresh for every size cost several times as much.
     """
     if not messages:
         return
-    keys: dict[str, dict[tuple[str, str], int]] = {}  # channel -> (kind, target) -> last index
+    last: dict[tuple[str, str, str], int] = {}  # (channel, kind, target) -> index of the last one
     for i, m in enumerate(messages):
         if m.channel not in CHANNELS:
             raise ValueError(f"unknown outbox channel {m.channel!r}")
         if m.supersede and m.target is not None:
-            keys.setdefault(m.channel, {})[(m.kind, m.target)] = i
-    for channel, found in keys.items():
-        targets = list(dict.fromkeys(target for _, target in found))
-        conn.execute(_SUPERSEDE_MANY, {"b_channel": channel, "b_targets": targets, "b_keys": list(found)})
+            last[(m.channel, m.kind, m.target)] = i
+    sql = _driver_sql(conn.dialect.name == "postgresql")
+    db = conn.connection.driver_connection
+    cursor = db.cursor()
+    if last:
+        cursor.executemany(sql.supersede, [(SUPERSEDED, PENDING, *key) for key in last])
+    created = time_param(now, sql.pg)
     rows = []
     for i, m in enumerate(messages):
-        last = keys.get(m.channel, {}).get((m.kind, m.target or "")) if m.target is not None else None
+        final = last.get((m.channel, m.kind, m.target)) if m.target is not None else None
         rows.append(
-            {
-                "message_id": new_message_id(),
-                "channel": m.channel,
-                "kind": m.kind,
-                "customer_id": m.customer_id,
-                "target": m.target,
-                "sequence": m.sequence,
-                "payload": m.payload,
-                "status": PENDING if last is None or last <= i else SUPERSEDED,
-                "attempts": 0,
-                "created_at": now,
-                "next_attempt_at": now,
-                "dedup_key": None,
-            }
+            (
+                new_message_id(),
+                m.channel,
+                m.kind,
+                m.customer_id,
+                m.target,
+                m.sequence,
+                sql.json(m.payload),
+                PENDING if final is None or final <= i else SUPERSEDED,
+                0,
+                created,
+                created,
+            )
         )
-    conn.execute(_INSERT_MANY, rows)
+    cursor.executemany(sql.insert, rows)
+
+
+@dataclass(frozen=True)
+class _DriverSql:
+    pg: bool
+    supersede: str
+    insert: str
+    json: Callable[[Any], Any]
+
+
+@cache
+def _driver_sql(pg: bool) -> _DriverSql:
+    """:func:`enqueue_many`'s statements in the driver's paramstyle, and its JSON binding (what
+    SQLAlchemy's ``JSON`` binds: ``json.dumps`` text on SQLite, psycopg's ``Json`` on PostgreSQL)."""
+    mark = "%s" if pg else "?"
+    supersede = (
+        f"UPDATE outbox SET status = {mark} WHERE status = {mark} AND channel = {mark} "
+        f"AND kind = {mark} AND target = {mark}"
+    )
+    columns = (
+        "message_id, channel, kind, customer_id, target, sequence, payload, status, attempts, "
+        "created_at, next_attempt_at"
+    )
+    insert = f"INSERT INTO outbox ({columns}) VALUES ({', '.join([mark] * 11)})"
+    if pg:
+        from psycopg.types.json import Json
+
+        return _DriverSql(True, supersede, insert, Json)
+    return _DriverSql(False, supersede, insert, json.dumps)
 
 
 def due(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 
 from bridge.store import outbox
 from bridge.store import schema as t
@@ -51,7 +51,12 @@ def _state(conn: Any) -> list[tuple[Any, ...]]:
     query = select(
         o.channel, o.kind, o.customer_id, o.target, o.sequence, o.payload, o.status, o.attempts
     ).order_by(o.id)  # ids themselves differ on PostgreSQL (a rolled-back sequence is not reused)
-    return [tuple(r) for r in conn.execute(query)]
+    # and the stored values as the database holds them (SQLite: the very text of the JSON and times)
+    raw = text(
+        "SELECT payload, created_at, next_attempt_at, sent_at, last_error, dedup_key, attempts "
+        "FROM outbox ORDER BY id"
+    )
+    return [(*a, *b) for a, b in zip(conn.execute(query), conn.execute(raw), strict=True)]
 
 
 @pytest.mark.parametrize("batch", [BATCH, BATCH[:1], []], ids=["mixed", "one", "none"])
