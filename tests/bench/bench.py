@@ -107,11 +107,16 @@ def populate(store: SimStore, *, customers: int, orders: int, days: int, seed: i
     return made.orders
 
 
+DELIVER_AFTER: Any = "default"  # --deliver-after: poll.deliver_after of every cycle (None: off)
+
+
 def make_config(sim: Any, state_url: str, folder: Path) -> Config:
     data = config_data(sim, None, folder / "unused.db", **{"poll.track_days": TRACK_DAYS})
     data["state"] = {"url": state_url}
     data["poll"]["start"] = "2020-01-01T00:00:00"
     data["onec"]["page_size"] = 500
+    if DELIVER_AFTER != "default":
+        data["poll"]["deliver_after"] = DELIVER_AFTER
     env = {"ONEC_PASSWORD": sim.password}
     return config_from_data(data, config_path=folder / "config.yaml", environ=env)
 
@@ -622,9 +627,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="(b): serve the simulator in the bridge's own process, as before (GIL and GC shared)",
     )
+    parser.add_argument(
+        "--deliver-after",
+        metavar="N|off",
+        help="poll.deliver_after of the bench's cycles (default: the config's default; off: null)",
+    )
     parser.add_argument("--memory-child", nargs=2, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    global DELIVER_AFTER
+    if args.deliver_after is not None:
+        DELIVER_AFTER = None if args.deliver_after == "off" else int(args.deliver_after)
     if args.memory_child:
         memory_child(*args.memory_child)
         return 0
