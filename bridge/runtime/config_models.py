@@ -118,9 +118,6 @@ class PollConfig(Section):
     backfill_window_days: Days = 7
     exchange_plan: Text = "ExchangePlan_ОбменСайтом"  # entity set of the exchange plan (exchange_plan source)
     exchange_node: Text | None = None  # the node's Ref_Key (exchange_plan source)
-    # 1C write-backs go out alongside a cycle's remaining documents once this many went through
-    # (a catch-up over a backlog); None: only at the end of the cycle.
-    deliver_after: Annotated[int, Field(ge=0)] | None = 100
 
 
 class HttpConfig(Section):

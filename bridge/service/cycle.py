@@ -28,7 +28,7 @@ from structlog.contextvars import bound_contextvars
 from bridge import crashpoints
 from bridge.domain.model import CardStatus, Order
 from bridge.errors import BridgeError, DocumentError, FatalHTTPError, OneCError, TransientError
-from bridge.service.delivery import BackgroundDelivery, Bookkeeping, DeliveryStats, deliver_channel
+from bridge.service.delivery import Bookkeeping, DeliveryStats, deliver_channel
 from bridge.service.engine import Engine
 from bridge.service.gateway import Gateway
 from bridge.store import tracking
@@ -71,7 +71,6 @@ class CycleResult:
     stopped: bool = False
     duration_s: float = 0.0
     by_entity: dict[str, int] = field(default_factory=dict)
-    delivered_ahead: int = 0  # 1C write-backs sent while documents were still processed
 
 
 class StoreState:
@@ -132,15 +131,9 @@ class Cycle:
         history: bool = False,
         heartbeat: Callable[[], None] | None = None,
         progress: Callable[[int], None] | None = None,
-        writer: Gateway | None = None,
-        pipeline_after: int | None = None,
     ) -> None:
         self.engine = engine
         self.gateway = gateway
-        # The write-backs go through their own gateway (its own HTTP session) when they are
-        # delivered from a thread while documents are still being read (``pipeline_after``).
-        self.writer = writer if writer is not None else gateway
-        self.pipeline_after = pipeline_after
         self.source = source
         self.state = StoreState(engine, track_days)
         self.channels = [Channel("onec", self._write_back, 24 * 30), *channels]
@@ -164,7 +157,7 @@ class Cycle:
 
     def _run(self, token: StopToken, now: datetime) -> CycleResult:
         started = time.monotonic()
-        requests_before = self._requests_made()
+        requests_before = self.gateway.client.requests_made
         result = CycleResult(started_at=now)
         bound = log.bind(cycle=now.isoformat())
         self._hold_cursors = False
@@ -174,24 +167,15 @@ class Cycle:
         self._settled = set()
         self.engine.tick(now)
         complete = True
-        background: BackgroundDelivery | None = None
-        try:
-            for change in self.source.read(self.state, now):
-                if token.requested:
-                    complete = False
-                    break
-                crashpoints.point("after_fetch")
-                self._process(change, now, result)
-                crashpoints.point("after_commit")
-                self.heartbeat()
-                self.progress(1)
-                if background is None and self._pipelined(result):
-                    background = self._background(now, token).start()
-        except BaseException:
-            if background is not None:
-                background.abandon()
-            raise
-        ahead = background.finish() if background is not None else None
+        for change in self.source.read(self.state, now):
+            if token.requested:
+                complete = False
+                break
+            crashpoints.point("after_fetch")
+            self._process(change, now, result)
+            crashpoints.point("after_commit")
+            self.heartbeat()
+            self.progress(1)
         committed = False
         if self._hold_cursors and complete and not token.requested:
             bound.warning("cycle.cursors_held", reason="a document failed for a reason that is not its own")
@@ -221,13 +205,10 @@ class Cycle:
                 max_age_hours=channel.max_age_hours,
                 stop=lambda: token.requested,
             )
-            if channel.name == "onec" and ahead is not None:
-                result.deliveries[channel.name] += ahead
-                result.delivered_ahead = ahead.sent
             self.heartbeat()
         result.writes_to_1c = self._writes
         self._writes = 0
-        result.requests_to_1c = self._requests_made() - requests_before
+        result.requests_to_1c = self.gateway.client.requests_made - requests_before
         result.finished_at = self.clock()
         result.duration_s = time.monotonic() - started
         bound.info(
@@ -236,7 +217,6 @@ class Cycle:
             failed=result.documents_failed,
             writes_to_1c=result.writes_to_1c,
             requests_to_1c=result.requests_to_1c,
-            delivered_ahead=result.delivered_ahead,
             duration_s=round(result.duration_s, 3),
             stopped=result.stopped,
         )
@@ -244,30 +224,6 @@ class Cycle:
 
     _writes = 0
     _hold_cursors = False
-
-    def _requests_made(self) -> int:
-        made = self.gateway.client.requests_made
-        return made + self.writer.client.requests_made if self.writer is not self.gateway else made
-
-    def _pipelined(self, result: CycleResult) -> bool:
-        """Whether to start delivering write-backs while documents are still being processed: once
-        this many documents went through (small cycles deliver at the end, as they always did)."""
-        return self.pipeline_after is not None and result.documents_processed >= self.pipeline_after
-
-    def _background(self, now: datetime, token: StopToken) -> BackgroundDelivery:
-        onec = self.channels[0]
-        return BackgroundDelivery(
-            onec.name,
-            self.engine.store.engine.begin,
-            onec.send,
-            now,
-            max_age_hours=onec.max_age_hours,
-            durable=lambda: make_durable(self.engine.store.engine),
-            # superseded by the customer's next document more often than not: kept for the end
-            # (a partner's state after every order; an open order's discount after a level change)
-            holding=("partner", "discount"),
-            stop=lambda: token.requested,
-        )
 
     # --- one document --------------------------------------------------------------------------------
 
@@ -464,7 +420,7 @@ class Cycle:
 
     def _write(self, msg: OutboxMessage, record: Callable[[str, str, str], None]) -> None:
         try:
-            outcome = self.writer.write(msg, record)
+            outcome = self.gateway.write(msg, record)
         except OneCError as exc:
             # 1C refusing a write-back is most often a lock conflict («нарушение блокировки
             # данных») or a period closed for a while: retry it with the outbox's backoff (dead

@@ -8,10 +8,8 @@ transaction is open during a network call.
 
 from __future__ import annotations
 
-import contextvars
 import random
-import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -99,8 +97,6 @@ def deliver_channel(
     cap_s: float = 3600.0,
     limit: int = 100,
     stop: Callable[[], bool] | None = None,
-    upto: int | None = None,
-    holding: Collection[str] = (),
 ) -> DeliveryStats:
     """Deliver every message of ``channel`` due at ``now``; return what happened.
 
@@ -127,8 +123,6 @@ def deliver_channel(
         cap_s: the longest computed wait (``Retry-After`` may ask for more).
         limit: messages fetched per batch.
         stop: polled before every send; true ends the pass early (shutdown).
-        upto, holding: only messages up to this id, and none of a customer whose next message is
-            of a held kind (see ``outbox.due``).
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -138,8 +132,7 @@ def deliver_channel(
     tried: set[int] = set()
     while True:
         with conn_factory() as conn:
-            due = outbox.due(conn, channel, now, limit, upto=upto, holding=holding)
-            batch = [m for m in due if m.id not in tried]
+            batch = [m for m in outbox.due(conn, channel, now, limit) if m.id not in tried]
         if not batch:  # nothing due, or only what this pass already tried (never loop on it)
             return stats
         for msg in batch:
@@ -204,93 +197,3 @@ def deliver_webhooks(
         limit=limit,
         stop=stop,
     )
-
-
-class BackgroundDelivery:
-    """Delivers one channel from a thread while the cycle is still processing documents.
-
-    A backlog's write-backs need not wait for its last document: this thread sends those already
-    committed while the cycle goes on with the next documents, so the bridge's own work overlaps
-    the waits for 1C's answers. Only what is durable leaves: each pass reads the newest message id,
-    makes the state durable (``durable``: the SQLite log's ``fsync``), then delivers messages up to
-    that id with :func:`deliver_channel`, one customer's messages still in order. Messages of a
-    ``holding`` kind wait for the cycle's own pass at the end, and so does everything of a customer
-    queued behind one (partner write-backs: a later document of the same customer supersedes an
-    undelivered one, so sending it early would only cost 1C a write that is overwritten at once).
-    A pass starts at most every ``interval_s`` seconds, and only when something new was committed.
-    """
-
-    def __init__(
-        self,
-        channel: str,
-        conn_factory: ConnFactory,
-        send: Callable[[outbox.OutboxMessage], Bookkeeping | None],
-        now: datetime,
-        *,
-        max_age_hours: float,
-        durable: Callable[[], None],
-        holding: Collection[str] = (),
-        stop: Callable[[], bool] | None = None,
-        interval_s: float = 0.2,
-    ) -> None:
-        self.channel = channel
-        self.conn_factory = conn_factory
-        self.send = send
-        self.now = now
-        self.max_age_hours = max_age_hours
-        self.durable = durable
-        self.holding = tuple(holding)
-        self.stop = stop or (lambda: False)
-        self.interval_s = interval_s
-        self.stats = DeliveryStats()
-        self._done = threading.Event()
-        self._error: BaseException | None = None
-        context = contextvars.copy_context()  # the log lines keep the cycle's bound fields
-        self._thread = threading.Thread(
-            target=context.run, args=(self._run,), name=f"deliver-{channel}", daemon=True
-        )
-
-    def start(self) -> BackgroundDelivery:
-        self._thread.start()
-        return self
-
-    def finish(self) -> DeliveryStats:
-        """Stop after the message being sent, wait for the thread; raise what ended it, if anything."""
-        self._done.set()
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self.stats
-
-    def abandon(self) -> None:
-        """:meth:`finish` when the cycle is already failing: the thread's own error is only logged."""
-        try:
-            self.finish()
-        except BaseException as exc:  # the cycle's error is the one to report
-            log.warning("outbox.background_failed", channel=self.channel, error=_describe(exc))
-
-    def _stopping(self) -> bool:
-        return self._done.is_set() or self.stop()
-
-    def _run(self) -> None:
-        seen = 0
-        try:
-            while not self._done.wait(self.interval_s):
-                with self.conn_factory() as conn:
-                    upto = outbox.last_id(conn)
-                if upto == seen:
-                    continue
-                self.durable()  # nothing leaves before the ledger behind it is on disk
-                self.stats += deliver_channel(
-                    self.channel,
-                    self.conn_factory,
-                    self.send,
-                    self.now,
-                    max_age_hours=self.max_age_hours,
-                    stop=self._stopping,
-                    upto=upto,
-                    holding=self.holding,
-                )
-                seen = upto
-        except BaseException as exc:  # handed to the cycle's thread by finish()
-            self._error = exc

@@ -8,10 +8,7 @@ for the life of the process.
 
 from __future__ import annotations
 
-import copy
-import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
 
@@ -69,24 +66,20 @@ class Gateway:
         self._groups = tuple(groups)
         self._delivery = tuple(delivery_products)
         self._card_kind = card_kind
-        self._ref = _Reference()
+        self._keys: AttributeKeys | None = None
+        self._products: ProductIndex | None = None
+        self._vat: dict[str, Any] | None = None
+        self._kind_key: str | None = None
         self.sets = mapping.entity_sets()
-
-    def twin(self, client: ODataClient) -> Gateway:
-        """The same gateway over another client (its own HTTP session, e.g. for a second thread),
-        sharing the reference data either of them has read (attribute keys, products, card kind)."""
-        other = copy.copy(self)
-        other.client = client
-        return other
 
     # --- reference data ------------------------------------------------------------------------
 
     @property
     def keys(self) -> AttributeKeys:
-        if self._ref.keys is None:
+        if self._keys is None:
             rows = list(self._all(self.mapping.attributes.entity_set))
-            self._ref.keys = resolve_attributes(self.mapping, rows)
-        return self._ref.keys
+            self._keys = resolve_attributes(self.mapping, rows)
+        return self._keys
 
     def _all(self, entity_set: str, select: Iterable[str] | None = None) -> Iterable[dict[str, Any]]:
         """A whole (small, reference) entity set, page by page."""
@@ -94,9 +87,9 @@ class Gateway:
 
     @property
     def products(self) -> ProductIndex:
-        if self._ref.products is None:
-            self._ref.products = ProductIndex(self.mapping, self._groups, self._delivery, keys=self.keys)
-        return self._ref.products
+        if self._products is None:
+            self._products = ProductIndex(self.mapping, self._groups, self._delivery, keys=self.keys)
+        return self._products
 
     def _load_products(self, ids: Iterable[str]) -> None:
         wanted = self.products.missing(ids)
@@ -109,17 +102,17 @@ class Gateway:
             wanted = self.products.missing(ids)
 
     def vat_rates(self) -> dict[str, Any]:
-        if self._ref.vat is None:
+        if self._vat is None:
             vat = self.mapping.orders.lines.vat_rate
             catalog = vat.catalog if vat is not None else None
-            self._ref.vat = vat_rates_from_rows(self._all(catalog), self.mapping) if catalog else {}
-        return self._ref.vat
+            self._vat = vat_rates_from_rows(self._all(catalog), self.mapping) if catalog else {}
+        return self._vat
 
     def card_kind_key(self) -> str:
-        if self._ref.kind_key is None:
+        if self._kind_key is None:
             rows = list(self._all(self.sets["card_kinds"]))
-            self._ref.kind_key = card_kind_key(rows, self.mapping, self._card_kind)
-        return self._ref.kind_key
+            self._kind_key = card_kind_key(rows, self.mapping, self._card_kind)
+        return self._kind_key
 
     # --- reading documents ---------------------------------------------------------------------
 
@@ -132,14 +125,9 @@ class Gateway:
         }
 
     def order(self, row: dict[str, Any], cards: dict[str, str] | None = None) -> Order:
-        """Translate an order row (loading the products and folders it needs).
-
-        Under the lock of the reference data: a twin in another thread (the write-backs' discount
-        rows) may load products into the same index meanwhile.
-        """
-        with self._ref.lock:
-            self._load_products(self.product_ids(row))
-            return order_from_row(row, self.mapping, self.keys, self.products, self.tz, cards=cards)
+        """Translate an order row (loading the products and folders it needs)."""
+        self._load_products(self.product_ids(row))
+        return order_from_row(row, self.mapping, self.keys, self.products, self.tz, cards=cards)
 
     def card_numbers(self, card_keys: Iterable[str]) -> dict[str, str]:
         keys = sorted({k for k in card_keys if k})
@@ -276,15 +264,3 @@ class Gateway:
         record("cards", str(created.get(REF_KEY) or ""), str(created.get("DataVersion") or ""))
         log.info("onec.card_created", number=number, customer=customer_id)
         return "written"
-
-
-@dataclass(slots=True)
-class _Reference:
-    """1C reference data a gateway reads once (shared with its twins; ``lock`` guards the product
-    index, which grows as orders name new products)."""
-
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    keys: AttributeKeys | None = None
-    products: ProductIndex | None = None
-    vat: dict[str, Any] | None = None
-    kind_key: str | None = None

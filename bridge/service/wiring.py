@@ -212,6 +212,4 @@ def build_cycle(
         history=history,
         heartbeat=heartbeat,
         progress=progress,
-        writer=gateway.twin(onec_client(config)),
-        pipeline_after=config.poll.deliver_after,
     )

@@ -9,7 +9,6 @@ Must not import bridge.onec, bridge.site, bridge.notify or bridge.service.
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +51,6 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 
 
 def _sqlite_setup(engine: Engine) -> None:
-    # One write transaction at a time per engine in this process, handed over through a lock: two
-    # threads (the cycle and its background delivery) queue on it and the next one starts the moment
-    # the previous commits, instead of polling SQLite's busy handler, whose sleeps grow to 100 ms
-    # and starve the thread that waits. Other processes still meet SQLite's own lock (busy_timeout).
-    writer = threading.Lock()
-
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
@@ -66,70 +59,14 @@ def _sqlite_setup(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA wal_autocheckpoint=10000")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+        cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        if not writer.acquire(timeout=BUSY_TIMEOUT_S):
-            raise StateError(
-                f"state database: another transaction of this process held it for {BUSY_TIMEOUT_S} s",
-                url=str(engine.url),
-            )
-        try:
-            # On the driver directly: the same statement without SQLAlchemy's execution machinery
-            # (~0.1 ms on every transaction of the ledger's hot path).
-            conn.connection.driver_connection.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            writer.release()
-            raise
-        conn.info[_HOLDS_WRITER] = True
-
-    def _end(conn: Any, statement: str) -> None:
-        # The transaction ends here, on the driver (the DBAPI call SQLAlchemy makes next finds no
-        # transaction and does nothing), so the lock passes on only once SQLite has released its own.
-        if conn.invalidated:
-            return  # the pool's "invalidate" event let the lock go
-        driver = conn.connection.driver_connection
-        try:
-            if driver.in_transaction:
-                driver.execute(statement)
-        finally:
-            if not driver.in_transaction and conn.info.pop(_HOLDS_WRITER, False):
-                writer.release()
-
-    @event.listens_for(engine, "commit")
-    def _on_commit(conn: Any) -> None:
-        _end(conn, "COMMIT")
-
-    @event.listens_for(engine, "rollback")
-    def _on_rollback(conn: Any) -> None:
-        _end(conn, "ROLLBACK")
-
-    def _let_go(dbapi_connection: Any, record: Any) -> None:
-        # A connection going back to the pool, invalidated or closed mid-transaction.
-        if record is not None and record.info.pop(_HOLDS_WRITER, False):
-            try:
-                if dbapi_connection is not None and dbapi_connection.in_transaction:
-                    dbapi_connection.execute("ROLLBACK")
-            finally:
-                writer.release()
-
-    @event.listens_for(engine, "reset")
-    def _on_reset(dbapi_connection: Any, record: Any, _state: Any) -> None:
-        _let_go(dbapi_connection, record)
-
-    @event.listens_for(engine, "invalidate")
-    def _on_invalidate(dbapi_connection: Any, record: Any, _exc: Any) -> None:
-        _let_go(dbapi_connection, record)
-
-    @event.listens_for(engine, "close")
-    def _on_close(dbapi_connection: Any, record: Any) -> None:
-        _let_go(dbapi_connection, record)
-
-
-_HOLDS_WRITER = "bridge_sqlite_writer"
-BUSY_TIMEOUT_S = 30
+        # On the driver directly: the same statement without SQLAlchemy's execution machinery
+        # (~0.1 ms on every transaction of the ledger's hot path).
+        conn.connection.driver_connection.execute("BEGIN IMMEDIATE")
 
 
 def make_durable(engine: Engine) -> None:

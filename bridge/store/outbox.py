@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -279,50 +279,13 @@ def _driver_sql(pg: bool) -> _DriverSql:
     return _DriverSql(False, supersede, insert, json.dumps)
 
 
-def due(
-    conn: Connection,
-    channel: str,
-    now: datetime,
-    limit: int = 100,
-    *,
-    upto: int | None = None,
-    holding: Collection[str] = (),
-) -> list[OutboxMessage]:
+def due(conn: Connection, channel: str, now: datetime, limit: int = 100) -> list[OutboxMessage]:
     """Pending messages of ``channel`` due by ``now``, each the oldest pending of its customer.
 
     Only a customer's oldest pending message is ever due, so one customer's messages go out in
     order; a customer whose head message waits for a retry does not hold up anybody else.
-
-    Args:
-        upto: only messages with ``id <= upto`` (those committed, and made durable, before it).
-        holding: kinds not due now; a customer whose head message is of one of them waits (the
-            cycle holds partner write-backs back while later documents may still supersede them).
     """
-    params: dict[str, Any] = {"b_channel": channel, "b_now": now, "b_limit": limit}
-    if upto is None and not holding:
-        statement = _DUE
-    else:
-        statement = _due_bounded()
-        params["b_upto"] = upto if upto is not None else _NO_BOUND
-        params["b_holding"] = list(holding) or [""]
-    return [_message(r) for r in conn.execute(statement, params)]
-
-
-_NO_BOUND = 2**62
-
-
-@cache
-def _due_bounded() -> Select[Any]:
-    return _DUE.where(
-        t.outbox.c.id <= bindparam("b_upto"),
-        t.outbox.c.kind.not_in(bindparam("b_holding", expanding=True)),
-    )
-
-
-def last_id(conn: Connection) -> int:
-    """The newest message's id (0 with none): what is committed when it is read."""
-    value = conn.execute(select(func.max(t.outbox.c.id))).scalar()
-    return int(value or 0)
+    return [_message(r) for r in conn.execute(_DUE, {"b_channel": channel, "b_now": now, "b_limit": limit})]
 
 
 def mark_sent(conn: Connection, message_id: int, now: datetime) -> None:

@@ -107,16 +107,11 @@ def populate(store: SimStore, *, customers: int, orders: int, days: int, seed: i
     return made.orders
 
 
-DELIVER_AFTER: Any = "default"  # --deliver-after: poll.deliver_after of every cycle (None: off)
-
-
 def make_config(sim: Any, state_url: str, folder: Path) -> Config:
     data = config_data(sim, None, folder / "unused.db", **{"poll.track_days": TRACK_DAYS})
     data["state"] = {"url": state_url}
     data["poll"]["start"] = "2020-01-01T00:00:00"
     data["onec"]["page_size"] = 500
-    if DELIVER_AFTER != "default":
-        data["poll"]["deliver_after"] = DELIVER_AFTER
     env = {"ONEC_PASSWORD": sim.password}
     return config_from_data(data, config_path=folder / "config.yaml", environ=env)
 
@@ -244,9 +239,8 @@ def bench_rules(
 
 
 class Recorder:
-    """Wraps the bridge's own 1C sessions (``make_session``: their adapters, auth, timeouts and proxy
-    settings stay as the daemon has them: the cycle's and the write-backs' when they differ) and
-    remembers every request they send, in the order sent, for the floor."""
+    """Wraps the bridge's own 1C session(s) (``make_session``: adapters, auth, timeouts and proxy
+    settings stay as the daemon has them) and remembers every request sent, in order, for the floor."""
 
     def __init__(self, *sessions: requests.Session) -> None:
         self.calls: list[tuple[str, str, bytes | None, dict[str, str]]] = []
@@ -272,7 +266,7 @@ class Recorder:
 def new_world(folder: Path, url: str, sim: Any, clock: list[datetime]) -> tuple[Config, Cycle, Recorder]:
     config = make_config(sim, url, folder)
     cycle = build_cycle(config, clock=lambda: clock[0])
-    return config, cycle, Recorder(cycle.gateway.client._session, cycle.writer.client._session)
+    return config, cycle, Recorder(cycle.gateway.client._session)
 
 
 def replay(calls: list[tuple[str, str, bytes | None, dict[str, str]]], auth: Any) -> tuple[float, int]:
@@ -349,8 +343,7 @@ def bench_cycle(
     )
     report.add("b", "effective 1C writes (changed something)", f"{effective}")
     report.add("b", "1C requests by kind", stats["kinds"])
-    report.add("b", "cycle: seconds inside requests, both connections", f"{waited:.1f}")
-    report.add("b", "cycle: write-backs sent while documents were processed", f"{result.delivered_ahead}")
+    report.add("b", "cycle: seconds inside requests", f"{waited:.1f}")
     report.add("b", f"I/O floor: the same {sent} requests, bridge's HTTP stack: seconds", f"{floor_s:.1f}")
     ratio = elapsed / floor_s if floor_s else float("inf")
     report.add("b", "bridge over the I/O floor", f"{ratio:.2f}×", f"≤ 1.25× ({verdict(ratio <= 1.25)})")
@@ -627,17 +620,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="(b): serve the simulator in the bridge's own process, as before (GIL and GC shared)",
     )
-    parser.add_argument(
-        "--deliver-after",
-        metavar="N|off",
-        help="poll.deliver_after of the bench's cycles (default: the config's default; off: null)",
-    )
     parser.add_argument("--memory-child", nargs=2, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    global DELIVER_AFTER
-    if args.deliver_after is not None:
-        DELIVER_AFTER = None if args.deliver_after == "off" else int(args.deliver_after)
     if args.memory_child:
         memory_child(*args.memory_child)
         return 0

@@ -236,10 +236,9 @@ def installation(
     script.populate(store)
     with Simulator(store) as sim, SiteReceiver(SECRET) as site:
         url = state_url or f"sqlite:///{tmp / 'state.db'}"
-        # Write-backs go out from the background thread from the first document on, so every
-        # crash point is also met while the cycle's thread is between documents.
-        overrides = {"state.url": url, "poll.start": "2025-09-01T00:00:00", "poll.deliver_after": 0}
-        data = config_data(sim, site, tmp / "state.db", **overrides)
+        data = config_data(
+            sim, site, tmp / "state.db", **{"state.url": url, "poll.start": "2025-09-01T00:00:00"}
+        )
         path = tmp / "config.yaml"
         path.write_text(yaml.safe_dump(_plain(data), allow_unicode=True), "utf-8")
         # A small environment: requests scans all of it for proxy settings on every call.
@@ -510,9 +509,7 @@ def _row(row: Any, drop: set[str]) -> str:
     return json.dumps(data, default=str, sort_keys=True)
 
 
-# How many times the bridge wrote an object (and so the simulator's global DataVersion counter)
-# depends on timing once write-backs go out during a catch-up: an order written early and changed
-# again later in the cycle is written twice.
+# A level event's key ends with its document's DataVersion, 1C's global counter (see ``drop``).
 _VERSION_IN_KEY = re.compile(r"@[A-Za-z0-9+/=]+")
 
 
