@@ -504,7 +504,8 @@ class ODataClient:
     def patch(
         self, entity_set: str, key: str, body: Mapping[str, Any], if_match: str | None = None
     ) -> dict[str, Any]:
-        """PATCH changed fields (tabular sections whole) and return 1C's answer (new ``DataVersion``).
+        """PATCH changed fields (tabular sections whole); return 1C's answer's ``Ref_Key`` and new
+        ``DataVersion`` (the rest of the object it echoes is not read).
 
         ``If-Match`` is sent when given; 1C is documented to answer 412 on a mismatch but reported
         to ignore it, hence :meth:`patch_with_version`.
@@ -514,7 +515,13 @@ class ODataClient:
         payload = self._json(
             "PATCH", key_path(entity_set, key), query_string(), kind="write", data=data, headers=headers
         )
-        return self._row(payload, f"{entity_set}({key})") if payload is not None else {}
+        if payload is None:
+            return {}
+        if isinstance(payload, dict):
+            # 1C answers with the whole object; only its key and new version are of use, and
+            # normalising every row of a large order's tabular section costs more than the request.
+            payload = {name: payload[name] for name in ("Ref_Key", "DataVersion") if name in payload}
+        return self._row(payload, f"{entity_set}({key})")
 
     def patch_with_version(
         self,

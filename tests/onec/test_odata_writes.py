@@ -89,6 +89,21 @@ def test_patch_sends_if_match_json_body_and_returns_answer() -> None:
 
 
 @responses.activate
+def test_patch_reads_only_the_key_and_the_new_version_of_the_object_1c_echoes() -> None:
+    echoed = {
+        "Ref_Key": KEY,
+        "DataVersion": "v3",
+        "Date": "2026-03-01T00:00:00",
+        "Товары": [{"LineNumber": "1", "Сумма": 100}] * 50,
+    }
+    responses.patch(ORDER_URL + "?$format=json", json=echoed)
+    assert client().patch(ORDERS, KEY, {"Posted": True}) == {"Ref_Key": KEY, "DataVersion": "v3"}
+    responses.patch(ORDER_URL + "?$format=json", json=[echoed])  # not an object: still refused
+    with pytest.raises(FatalHTTPError, match="expected a JSON object"):
+        client().patch(ORDERS, KEY, {"Posted": True})
+
+
+@responses.activate
 def test_a_redirected_write_is_not_followed() -> None:
     responses.patch(ANY, status=302, headers={"Location": BASE + "login"})
     responses.get(BASE + "login", body="<html>login</html>", content_type="text/html")
