@@ -155,7 +155,7 @@ def canonical_key(key: str) -> str:
     known = _CANONICAL_KEYS.get(key)
     if known is None:
         known = _canonical_level_key(key)
-        if len(_CANONICAL_KEYS) >= 20_000:  # bounded: every unit of work reads its customer's keys
+        if len(_CANONICAL_KEYS) >= 4_096:  # bounded: every unit of work reads its customer's keys
             _CANONICAL_KEYS.clear()
         _CANONICAL_KEYS[key] = known
     return known
