@@ -7,7 +7,6 @@ other connections once committed); only the pool checkout between them is gone.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -17,14 +16,6 @@ from bridge.store.db import make_engine, upgrade
 from bridge.store.ledger import LedgerStore
 
 NOW = datetime(2026, 3, 1, 9, tzinfo=UTC)
-
-
-@pytest.fixture
-def engine(sqlite_url: str) -> Iterator[Engine]:
-    eng = make_engine(sqlite_url)
-    upgrade(eng)
-    yield eng
-    eng.dispose()
 
 
 def _customers(engine: Engine) -> list[str]:
