@@ -224,13 +224,20 @@ def is_connect_failure(exc: BaseException) -> bool:
 
 
 def classify_exception(
-    exc: requests.RequestException, *, url: str = "", idempotent: bool = True
+    exc: requests.RequestException,
+    *,
+    url: str = "",
+    idempotent: bool = True,
+    settle_s: float | None = None,
 ) -> FatalHTTPError | TransientError:
     """Map a ``requests`` failure (no HTTP answer) to the error to raise.
 
     Timeouts, connection errors and broken/short bodies are transient; a malformed URL or an invalid
     header is fatal. For non-idempotent requests only :func:`is_connect_failure` errors stay plainly
-    transient; the rest become :class:`OutcomeUnknownError`.
+    transient; the rest become :class:`OutcomeUnknownError`, whose ``retry_after`` is ``settle_s``:
+    the peer may still be working on a request the client gave up waiting for (1C finishes a
+    request whose caller has gone), so whoever looks the result up before repeating it should wait
+    at least that long (the read timeout: as long again as the peer was already given).
     """
     kind = type(exc).__name__
     if isinstance(
@@ -244,7 +251,9 @@ def classify_exception(
         return FatalHTTPError(f"cannot send request to {url}: {kind}: {exc}", url=url, error=kind)
     message = f"{kind} talking to {url or 'peer'}: {exc}"
     if not idempotent and not is_connect_failure(exc):
-        return OutcomeUnknownError(message + " (the request may have been processed)", url=url, error=kind)
+        return OutcomeUnknownError(
+            message + " (the request may have been processed)", url=url, error=kind, retry_after=settle_s
+        )
     return TransientError(message, url=url, error=kind)
 
 

@@ -165,9 +165,11 @@ def test_classify_status_non_idempotent(status: int, unknown: bool) -> None:
 def test_classify_exception(exc: requests.RequestException, kind: type, connect: bool) -> None:
     assert is_connect_failure(exc) is connect
     assert type(classify_exception(exc, url="u")) is kind
-    after_send = classify_exception(exc, url="u", idempotent=False)
+    after_send = classify_exception(exc, url="u", idempotent=False, settle_s=30.0)
     if kind is TransientError:
         assert isinstance(after_send, OutcomeUnknownError) is (not connect)
+        # A request that may still be running at the peer: look again no sooner than settle_s.
+        assert after_send.retry_after == (None if connect else 30.0)  # type: ignore[union-attr]
 
 
 # ---------------------------------------------------------------- the retry loop

@@ -19,7 +19,9 @@ Retries and idempotency (why each kind of call is retried the way it is):
 - POST create: retried only when the request provably never reached 1C (connect errors/timeouts)
   or 1C said it did not process it (408, 429, 503). A read timeout, a reset after sending, or
   500/502/504 raise :class:`~bridge.net.OutcomeUnknownError`: the document may exist; the caller
-  must look for it before creating again.
+  must look for it before creating again, and not sooner than ``retry_after`` (the read timeout
+  after a timeout or a reset: 1C goes on with a request whose caller stopped waiting, and a look
+  made before it finishes finds nothing and creates a second object).
 - Exchange-plan functions (``SelectChanges``/``NotifyChangesReceived``): retried like PATCH; both
   are repeatable for the same ``MessageNo``.
 
@@ -182,7 +184,7 @@ class ODataClient:
                     allow_redirects=not write,  # a redirected POST turns into a GET
                 )
             except requests.RequestException as exc:
-                raise classify_exception(exc, url=url, idempotent=idempotent) from exc
+                raise classify_exception(exc, url=url, idempotent=idempotent, settle_s=self.timeout[1]) from exc
             normalize.check_answer(
                 response.status_code,
                 response.headers,

@@ -111,6 +111,8 @@ class Simulator:
         self.faults = Faults()
         self.odata = ODataService(self.store, lambda: self.odata_url + "/", skip_cost=skip_cost)
         self._routes: list[tuple[str, RouteHandler, bool]] = []
+        self._working = 0  # requests read whose effects have not happened yet (see ``wait_settled``)
+        self._settled = threading.Condition()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -140,6 +142,19 @@ class Simulator:
             self._thread.join(timeout=5)
         self._server = None
         self._thread = None
+
+    def wait_settled(self, timeout: float = 10.0) -> bool:
+        """Wait until every request received so far has had its effects (a ``delay`` fault's sleep
+        is over); False if ``timeout`` passed first. What "time passes" means to a test that moves
+        the bridge's clock forward: 1C has finished the requests the bridge gave up waiting for."""
+        with self._settled:
+            return self._settled.wait_for(lambda: self._working == 0, timeout)
+
+    def _work(self, step: int) -> None:
+        with self._settled:
+            self._working += step
+            if self._working == 0:
+                self._settled.notify_all()
 
     def __enter__(self) -> Simulator:
         return self.start()
@@ -235,6 +250,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         sim = self.server.simulator
+        sim._work(1)
+        done = [False]
+
+        def settle() -> None:  # the request's effects have happened (or it has none)
+            if not done[0]:
+                done[0] = True
+                sim._work(-1)
+
+        try:
+            self._dispatch_settling(method, sim, settle)
+        finally:
+            settle()
+
+    def _dispatch_settling(self, method: str, sim: Simulator, settle: Callable[[], None]) -> None:
         headers = {k: v for k, v in self.headers.items()}
         length = self.headers.get("Content-Length")
         raw = urlsplit(self.path)
@@ -274,6 +303,7 @@ class _Handler(BaseHTTPRequestHandler):
                 reply = odata_error(500, f"Внутренняя ошибка симулятора: {exc!r}")
         else:
             reply = Reply(404, {"Content-Type": "text/html"}, NOT_FOUND.encode())
+        settle()
         if fault is not None:
             self._fault_after(fault, reply)
             return

@@ -119,6 +119,25 @@ def test_a_write_whose_answer_is_lost_is_applied_exactly_once(tmp_path: Path) ->
         assert len(w.op.cards_of(partner)) == 1
 
 
+def test_a_card_1c_creates_after_the_bridge_stopped_waiting_is_created_once(tmp_path: Path) -> None:
+    """Found by the fault run: 1C finishes a create whose caller timed out. The look-up before
+    creating again must come after 1C is done (the retry waits at least a read timeout; here the
+    test waits for the simulator), or it finds nothing and a second card gets the same number."""
+    with world(tmp_path, start=at(2)) as w:
+        instant_retries(w)
+        w.cycle.gateway.client.timeout = (2.0, 0.3)
+        [order] = good_orders(w, 1)
+        w.sim.faults.next("delay", match="POST", seconds=1.0)  # the card's creation, slower than 0.3 s
+        assert w.once(at(2, 12)).failures == []
+        [card] = [m for m in outbox_rows(w) if m.kind == "card"]
+        assert card.status == "pending" and "may have been processed" in card.last_error
+        assert w.sim.wait_settled()  # the retry is due an hour later: 1C has long finished
+        w.once(at(2, 13))
+        partner = w.store.get(ORDERS, order)["Партнер_Key"]  # type: ignore[index]
+        assert len(w.op.cards_of(partner)) == 1
+        assert [m.status for m in outbox_rows(w) if m.kind == "card"] == ["sent"]
+
+
 def test_the_same_number_on_two_documents(tmp_path: Path) -> None:
     with world(tmp_path, start=at(2)) as w:
         first, second = good_orders(w, 2)

@@ -70,6 +70,10 @@ def cycle_until_complete(w: World, at: datetime, log: RunLog, *, limit: int = 50
     """
     for _ in range(limit):
         log.cycles += 1
+        # Cycles are ``poll.interval_s`` apart: by the next one, 1C has finished the requests the
+        # bridge stopped waiting for (a ``delay`` outlasting the read timeout). Without this the
+        # compressed clock lets a look-up overtake a create 1C is still working on (see faults.md).
+        assert w.sim.wait_settled(), "the simulator is still working on a request after 10 s"
         try:
             result = w.once(at)
         except BridgeError as exc:

@@ -262,6 +262,9 @@ def test_create_is_not_repeated_when_the_outcome_is_unknown(failure: Any) -> Non
         c.create(ORDERS, {"Комментарий": "x"})
     assert isinstance(info.value, TransientError)
     assert c.requests_made == 1  # never sent twice: 1C may already hold the new document
+    # No answer: 1C may still be creating it, so the look-up waits a read timeout; an answer
+    # (even 5xx) means 1C is done with the request.
+    assert info.value.retry_after == (None if isinstance(failure, int) else c.timeout[1])
 
 
 @responses.activate

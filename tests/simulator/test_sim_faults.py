@@ -95,6 +95,27 @@ def test_timeout_after_send_applies_the_write(odata, sim: Simulator, store: SimS
     assert sim.faults.pending() == 0
 
 
+def test_wait_settled_waits_for_a_delayed_write_not_for_a_hanging_answer(
+    odata, sim: Simulator, store: SimStore
+) -> None:
+    order = store.rows(ORDERS)[0]
+    url = odata.url(f"{ORDERS}(guid'{order['Ref_Key']}')")
+    assert sim.wait_settled(0.01)  # nothing in flight
+    sim.faults.next("delay", seconds=0.6)
+    with pytest.raises(requests.exceptions.Timeout):
+        odata.http.patch(url, json={"Комментарий": "поздно"}, timeout=0.2)
+    assert not sim.wait_settled(0.05)  # 1C is still working on it: not written yet
+    assert store.get(ORDERS, order["Ref_Key"])["Комментарий"] != "поздно"
+    assert sim.wait_settled(5)
+    assert store.get(ORDERS, order["Ref_Key"])["Комментарий"] == "поздно"
+    # A write that is done but whose answer hangs is settled: its effects have happened.
+    sim.faults.next("timeout_after_send", seconds=5)
+    with pytest.raises(requests.exceptions.Timeout):
+        odata.http.patch(url, json={"Комментарий": "записано"}, timeout=0.3)
+    started = time.monotonic()
+    assert sim.wait_settled(5) and time.monotonic() - started < 1
+
+
 def test_match_by_callable_and_substring(odata, sim: Simulator) -> None:
     sim.faults.next("error503", count=2, match="Catalog_Партнеры")
     sim.faults.next("error500", match=lambda r: r.method == "GET" and "$metadata" in r.path)
