@@ -130,9 +130,9 @@ def time_param(value: datetime | None, pg: bool) -> Any:
     utc = value if value.tzinfo is UTC else value.astimezone(UTC)
     if pg:
         return utc
-    if utc.year >= 1000:  # isoformat writes the same text as the format, faster
-        return utc.replace(tzinfo=None).isoformat(timespec="microseconds")
-    return utc.strftime(_TEXT_FORMAT)
+    # %Y-%m-%dT%H:%M:%S.%f with the year always four digits (isoformat pads it; strftime's %Y
+    # wrote years before 1000 unpadded, which neither sorted as text nor read back).
+    return utc.replace(tzinfo=None).isoformat(timespec="microseconds")
 
 
 def time_value(value: Any) -> datetime | None:
@@ -145,6 +145,9 @@ def time_value(value: Any) -> datetime | None:
                 return datetime.fromisoformat(value + "+00:00")
             except ValueError:
                 pass
+        year, dash, rest = value.partition("-")
+        if dash and year.isdigit() and len(year) < 4:  # written unpadded before session 4: "999-…"
+            return time_value(f"{int(year):04d}-{rest}")
         return datetime.strptime(value, _TEXT_FORMAT).replace(tzinfo=UTC)
     result: datetime = value
     return result.astimezone(UTC) if result.tzinfo else result.replace(tzinfo=UTC)

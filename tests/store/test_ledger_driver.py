@@ -13,6 +13,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import Column, Connection, Engine, MetaData, Table, select
 from sqlalchemy.exc import IntegrityError
 
@@ -209,13 +211,25 @@ def test_decimals_keep_their_stored_form(value: D) -> None:
     ],
 )
 def test_times_keep_their_stored_form(value: datetime) -> None:
-    """UTC text ``%Y-%m-%dT%H:%M:%S.%f`` on SQLite (as ``strftime`` wrote it), aware UTC on read."""
+    """UTC text ``%Y-%m-%dT%H:%M:%S.%f`` on SQLite with a four-digit year, aware UTC on read."""
     utc = value.astimezone(UTC)
     text = t.time_param(value, False)
-    assert text == utc.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    assert text == f"{utc.year:04d}" + utc.strftime("-%m-%dT%H:%M:%S.%f")
     assert t.time_param(value, True) == utc
-    if value.year >= 1000:  # years before 1000 never read back (strptime wants four digits)
-        back = t.time_value(text)
-        assert back == utc and back is not None and back.tzinfo is UTC
+    back = t.time_value(text)
+    assert back == utc and back is not None and back.tzinfo is UTC
     with pytest.raises(ValueError, match="naive"):
         t.time_param(value.replace(tzinfo=None), False)
+
+
+def test_an_unpadded_year_written_before_is_read_back() -> None:
+    """Before session 4 ``strftime`` wrote years before 1000 without padding (``999-…``)."""
+    assert t.time_value("999-12-31T23:00:00.000000") == datetime(999, 12, 31, 23, tzinfo=UTC)
+    assert t.time_value("5-01-02T03:04:05.000006") == datetime(5, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+
+
+@given(st.datetimes(timezones=st.just(UTC)), st.datetimes(timezones=st.just(UTC)))
+def test_stored_times_sort_as_text_like_the_times(a: datetime, b: datetime) -> None:
+    """Range queries on SQLite compare the stored text: it must order like the instants."""
+    assert (t.time_param(a, False) < t.time_param(b, False)) is (a < b)
+    assert t.time_value(t.time_param(a, False)) == a
