@@ -184,7 +184,8 @@ class ODataClient:
                     allow_redirects=not write,  # a redirected POST turns into a GET
                 )
             except requests.RequestException as exc:
-                raise classify_exception(exc, url=url, idempotent=idempotent, settle_s=self.timeout[1]) from exc
+                settle = self.timeout[1]  # 1C may still be working on it: as long again
+                raise classify_exception(exc, url=url, idempotent=idempotent, settle_s=settle) from exc
             normalize.check_answer(
                 response.status_code,
                 response.headers,

@@ -165,7 +165,7 @@ class Cycle:
             # Read once: a document not in quarantine needs no release (a write per document saved).
             self._quarantined = tracking.quarantined_ids(conn)
         self._settled = set()
-        self.engine.tick(now)
+        self.engine.tick(now, result.failures)
         complete = True
         for change in self.source.read(self.state, now):
             if token.requested:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
 
+import structlog
 from sqlalchemy import Connection
 
 from bridge import crashpoints
@@ -26,6 +27,8 @@ from bridge.domain.present import customer_view, order_view
 from bridge.domain.views import CustomerView, OrderView
 from bridge.errors import DocumentError
 from bridge.store.ledger import LedgerStore
+
+log = structlog.get_logger(__name__)
 
 UnitHook = Callable[[Connection, Book, datetime, bool], None]  # (conn, book, now, history)
 
@@ -170,20 +173,32 @@ class Engine:
 
     # --- time ----------------------------------------------------------------------------------------
 
-    def tick(self, now: datetime) -> list[Applied]:
-        """Post what time alone causes up to ``now`` for every customer it concerns."""
+    def tick(self, now: datetime, failures: list[str] | None = None) -> list[Applied]:
+        """Post what time alone causes up to ``now`` for every customer it concerns.
+
+        A customer whose rules raise (a broken invariant, see :func:`_rules_of`) is logged
+        (``engine.tick_failed``), appended to ``failures`` and left as it was, due again next time;
+        every other customer is still advanced.
+        """
         with self.store.transaction() as conn:
             due = self.store.due_customers(conn, now)
         done = []
         for customer in due:
-            with self.store.transaction() as conn:
-                self.store.lock_customer(conn, customer, now)
-                book = self.store.load_book(conn, customer, history=self._history)
-                rules_apply.advance(book, self.rules, now)
-                events = tuple(book.new_events)
-                entries = len(book.new_entries)
-                self._finish(conn, book, now, False)
-                done.append(Applied(False, customer, None, events, entries))
+            try:
+                with self.store.transaction() as conn:
+                    self.store.lock_customer(conn, customer, now)
+                    book = self.store.load_book(conn, customer, history=self._history)
+                    with _rules_of(f"customer {customer} (what time alone causes)", customer):
+                        rules_apply.advance(book, self.rules, now)
+                    events = tuple(book.new_events)
+                    entries = len(book.new_entries)
+                    self._finish(conn, book, now, False)
+            except DocumentError as exc:
+                log.error("engine.tick_failed", customer=customer, error=str(exc))
+                if failures is not None:
+                    failures.append(str(exc))
+                continue
+            done.append(Applied(False, customer, None, events, entries))
         return done
 
     # --- reading -------------------------------------------------------------------------------------

@@ -152,6 +152,37 @@ def test_hold_end_and_expiry_are_driven_by_tick(db_engine: Engine) -> None:
     assert eng.tick(at(2027, 3, 2)) == []
 
 
+def test_a_customer_whose_rules_break_does_not_stop_the_tick_for_others(
+    db_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broken invariant for one customer (simulated: ``advance`` raises for them) is reported
+    with the customer's name; the others' points still become available; the broken one stays due."""
+    from bridge.domain import apply as rules_apply
+
+    eng = make(db_engine, discount=False)
+    for customer in ("anna", "boris", "clara"):
+        eng.apply_order(order(f"o-{customer}", customer, [line(20000)]), at(2026, 3, 1))
+    real = rules_apply.advance
+
+    def advance(book, rules, now):  # type: ignore[no-untyped-def]
+        if book.customer_id == "boris":
+            raise ValueError("reservation exceeds the lots")
+        return real(book, rules, now)
+
+    monkeypatch.setattr(rules_apply, "advance", advance)
+    failures: list[str] = []
+    done = eng.tick(at(2026, 3, 15, 12), failures)
+    assert sorted(a.customer_id for a in done) == ["anna", "clara"]
+    assert failures == [
+        "customer boris (what time alone causes): the loyalty rules cannot apply it: "
+        "reservation exceeds the lots"
+    ]
+    assert [e.reason.value for a in done for e in a.events] == ["points_available"] * 2
+    monkeypatch.setattr(rules_apply, "advance", real)
+    [again] = eng.tick(at(2026, 3, 15, 13))  # boris is still due (nothing of his was stored): retried
+    assert again.customer_id == "boris" and [e.reason.value for e in again.events] == ["points_available"]
+
+
 @pytest.mark.postgres
 def test_two_writers_never_spend_the_same_point(pg_url: str) -> None:
     """Two orders of one customer each ask for all 400 points at the same moment: one wins."""
