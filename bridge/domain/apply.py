@@ -20,7 +20,7 @@ from bridge.domain.accrual import accrual
 from bridge.domain.book import Book, OrderFacts, Rules
 from bridge.domain.ledger import Event, LotDates, Reason, expiry_key, legacy_level_key, level_key
 from bridge.domain.lots import available_at, next_available_at, total_at
-from bridge.domain.model import ZERO, BonusRules, CardStatus, Order, OrderStatus, ReturnDoc
+from bridge.domain.model import ZERO, BonusRules, CardStatus, Order, OrderStatus, ReturnDoc, plus_days
 from bridge.domain.purchase import goods_before_points, lines_after_returns, purchase_amount
 from bridge.domain.redemption import Decision, decide
 from bridge.domain.tiers import tier_by_code, tier_for
@@ -127,7 +127,7 @@ def advance(book: Book, rules: Rules, now: datetime) -> None:
                         when=lot.available_at,
                     )
                 )
-            warn_from = lot.expires_at - timedelta(days=bonus.expiry_warning_days)
+            warn_from = plus_days(lot.expires_at, -bonus.expiry_warning_days, now.tzinfo)
             if bonus.expiry_warning_days and warn_from <= now < lot.expires_at and lot.remaining > ZERO:
                 book.emit(
                     Event(
@@ -149,11 +149,12 @@ def next_due(book: Book, rules: Rules, now: datetime) -> datetime | None:
     """The next moment after ``now`` at which time alone changes this book (None: never)."""
     moments: list[datetime] = []
     if rules.bonus is not None:
-        warning = timedelta(days=rules.bonus.expiry_warning_days)
+        warning = rules.bonus.expiry_warning_days
         for lot in book.lots.values():
             if lot.remaining <= ZERO:
                 continue
-            moments += [m for m in (lot.available_at, lot.expires_at - warning, lot.expires_at) if m > now]
+            warn_from = plus_days(lot.expires_at, -warning, now.tzinfo)
+            moments += [m for m in (lot.available_at, warn_from, lot.expires_at) if m > now]
             if lot.expires_at <= now:
                 moments.append(now)  # an expiry not yet written off: due at once
     if rules.discount is not None and book.level is not None and book.level.valid_until is not None:
@@ -263,7 +264,7 @@ def _settle_purchase(
             target = accrual(bonus, lines, tier_by_code(bonus, facts.earned_tier), spent)
         delta = target - book.accrued.get(order.id, ZERO)
         if delta > ZERO:
-            book.accrue(order.id, delta, lot_dates(bonus, closed_at), cause)
+            book.accrue(order.id, delta, lot_dates(bonus, closed_at.astimezone(now.tzinfo)), cause)
             book.settle_debt(now, cause)
         elif delta < ZERO:
             book.clawback(order.id, -delta, now, cause)

@@ -209,7 +209,9 @@ def on_term_end(
     contribs = tuple(contributions)
     entries: list[HistoryEntry] = []
     while state.valid_until is not None and state.valid_until <= now:
-        state, entry = _recompute(rules, state, contribs, state.valid_until)
+        # In the clock's zone: a stored term end comes back in UTC, and the next term is counted
+        # in calendar days from it (see ``plus_days``).
+        state, entry = _recompute(rules, state, contribs, state.valid_until.astimezone(now.tzinfo))
         entries.append(entry)
     return state, entries
 

@@ -9,7 +9,7 @@ settings (``BonusRules``, ``Tier``, ``DiscountRules``, ``Level``). All money and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
 from enum import StrEnum
 
@@ -182,3 +182,12 @@ class DiscountRules:
             if level.code == code:
                 return level
         raise KeyError(code)
+
+
+def plus_days(moment: datetime, days: int, zone: tzinfo | None) -> datetime:
+    """``moment`` plus ``days`` calendar days in ``zone`` (the store's time zone: the cycle's
+    clock's): the same wall-clock time that many days later, whatever DST does in between. A value
+    read back from the database is in UTC; adding days to it there would move the wall-clock time
+    by the DST difference, so every rule adds its days through here."""
+    local = moment.astimezone(zone) if zone is not None else moment
+    return local + timedelta(days=days)

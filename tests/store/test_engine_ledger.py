@@ -76,6 +76,36 @@ def test_example_5_levels_through_the_database(db_engine: Engine) -> None:
     assert len(lines) == 2 and lines[0].startswith("31.07.2026") and lines[1].startswith("01.02.2026")
 
 
+def test_days_are_counted_on_the_wall_clock_across_dst_after_a_reload(db_engine: Engine) -> None:
+    """In a zone with DST (Berlin) a term that ran from 12:00 ends at 12:00, and so does the next
+    one, started from a term end read back from the database (stored in UTC). Likewise the expiry
+    warning, counted back from an expiry read back."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    berlin = ZoneInfo("Europe/Berlin")
+
+    def b(y: int, m: int, d: int, hh: int = 12) -> datetime:
+        return datetime(y, m, d, hh, tzinfo=berlin)
+
+    eng = LoyaltyEngine(LedgerStore(db_engine), rules(), berlin, card_prefix="2990")
+    eng.apply_order(order("o1", "z", [line(10000)], date=b(2026, 3, 1)), b(2026, 3, 1))  # promoted: fan
+    assert eng.customer_view("z", b(2026, 3, 1)).valid_until == b(2026, 8, 28)  # 180 days, CET → CEST
+    eng.tick(b(2026, 8, 28))  # the term ends; S still reaches fan: a new term from that moment
+    view = eng.customer_view("z", b(2026, 8, 28))
+    assert view.valid_until == b(2027, 2, 24)  # 12:00 CET, not 11:00 (180 UTC days from 10:00 UTC)
+
+    # Points expiring 2027-04-01 12:00 CEST are announced 7 days before: 2027-03-25 12:00 CET.
+    eng.apply_order(order("o2", "y", [line(1000)], date=b(2026, 4, 1)), b(2026, 4, 1))
+    eng.tick(b(2026, 4, 15))  # available
+
+    def of_y(applied: list) -> list[str]:  # type: ignore[type-arg]
+        return [e.reason.value for a in applied if a.customer_id == "y" for e in a.events]
+
+    assert of_y(eng.tick(b(2027, 3, 25, 11))) == []  # 11:00 CET: 7 UTC days before would be now
+    assert of_y(eng.tick(b(2027, 3, 25, 12))) == ["points_expiring"]
+
+
 def test_reapplying_a_version_changes_nothing(db_engine: Engine) -> None:
     eng = make(db_engine)
     o = order("x", "c", [line(20000)])
