@@ -256,6 +256,17 @@ class Gateway:
     def _card(self, number: str, customer_id: str, record: Recorder) -> str:
         existing = self.find_card(number)
         if existing is not None:
+            owner = str(existing.get(self.mapping.cards.fields.customer) or "")
+            if owner.lower() != customer_id.lower():
+                # Not an earlier attempt of ours: someone made a card with this number for another
+                # partner. Adopting it would show the customer's points on a stranger's card.
+                raise DocumentError(
+                    f"card {number}: 1C already has a card with this number for partner {owner or '(none)'}, "
+                    f"not for {customer_id}; the number was issued outside the loyalty program. Remove or "
+                    f"renumber that card in 1C ({self.sets['cards']}), then `bridge outbox retry`",
+                    document=customer_id,
+                    field="card",
+                )
             record("cards", str(existing[REF_KEY]), str(existing.get("DataVersion") or ""))
             return "unchanged"
         body = card_create_body(number, customer_id, self.card_kind_key(), self.mapping, self.keys)

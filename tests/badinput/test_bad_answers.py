@@ -138,6 +138,32 @@ def test_a_card_1c_creates_after_the_bridge_stopped_waiting_is_created_once(tmp_
         assert [m.status for m in outbox_rows(w) if m.kind == "card"] == ["sent"]
 
 
+def test_a_card_number_1c_already_gave_to_another_partner_is_not_adopted(tmp_path: Path) -> None:
+    """Someone made a card in 1C with the very number the bridge issues next, for another partner:
+    the write-back stops with an error naming the number and both partners (the message is dead,
+    `outbox retry` after the fix), instead of recording the stranger's card as the customer's."""
+    from bridge.domain.cards import card_number
+
+    cards = "Catalog_КартыЛояльности"
+    with world(tmp_path, start=at(2)) as w:
+        [order] = good_orders(w, 1)
+        stranger = w.op.partner("Посторонний покупатель")
+        prefix = w.cycle.engine.card_prefix
+        assert prefix is not None
+        taken = card_number(prefix, 1)  # the first number the bridge issues
+        w.store.insert(cards, {"Штрихкод": taken, "Партнер_Key": stranger, "Статус": "Действует"})
+        result = w.once(at(2, 12))
+        assert result.failures == [] and earned(w, order) == Decimal(400)  # the ledger is untouched
+        partner = w.store.get(ORDERS, order)["Партнер_Key"]  # type: ignore[index]
+        [msg] = [m for m in outbox_rows(w) if m.kind == "card"]
+        assert msg.status == "dead"
+        expected = f"card {taken}: 1C already has a card with this number for partner {stranger}"
+        assert expected in msg.last_error
+        assert f"not for {partner}" in msg.last_error and "outbox retry" in msg.last_error
+        assert w.op.cards_of(partner) == []  # nothing adopted, nothing created twice
+        assert w.order_attr(order, "Бонусы начислено") == Decimal(400)  # the other write-backs went out
+
+
 def test_the_same_number_on_two_documents(tmp_path: Path) -> None:
     with world(tmp_path, start=at(2)) as w:
         first, second = good_orders(w, 2)
