@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.domain.levels import LevelState
-from bridge.store import ledger
+from bridge.store import hot
 from bridge.store.schema import time_param, time_value
 
 ZONES = [
@@ -34,8 +34,8 @@ moments = st.datetimes(
 def test_time_param_memo_matches_schema(values: list[datetime], pg: bool) -> None:
     for value in values * 2:  # the second round is served from the memo
         for candidate in (value, value.replace(fold=1 - value.fold)):
-            assert ledger._time_param(candidate, pg) == time_param(candidate, pg)
-            assert type(ledger._time_param(candidate, pg)) is type(time_param(candidate, pg))
+            assert hot.bind_time(candidate, pg) == time_param(candidate, pg)
+            assert type(hot.bind_time(candidate, pg)) is type(time_param(candidate, pg))
 
 
 def test_folded_wall_times_stay_apart() -> None:
@@ -44,17 +44,17 @@ def test_folded_wall_times_stay_apart() -> None:
     first = datetime(2025, 11, 2, 1, 30, tzinfo=ny)
     second = first.replace(fold=1)
     assert first == second  # same zone: compared without the fold
-    assert ledger._time_param(first, False) == "2025-11-02T05:30:00.000000"
-    assert ledger._time_param(second, False) == "2025-11-02T06:30:00.000000"
-    assert ledger._time_param(first, False) == "2025-11-02T05:30:00.000000"
+    assert hot.bind_time(first, False) == "2025-11-02T05:30:00.000000"
+    assert hot.bind_time(second, False) == "2025-11-02T06:30:00.000000"
+    assert hot.bind_time(first, False) == "2025-11-02T05:30:00.000000"
 
 
 def test_naive_times_are_refused_every_time() -> None:
     naive = datetime(2026, 3, 1, 9)
     for _ in range(2):
         with pytest.raises(ValueError, match="naive"):
-            ledger._time_param(naive, False)
-    assert ledger._time_param(None, False) is None
+            hot.bind_time(naive, False)
+    assert hot.bind_time(None, False) is None
 
 
 readable = st.datetimes(  # schema's text of years before 1000 does not read back (strftime's %Y)
@@ -66,14 +66,14 @@ readable = st.datetimes(  # schema's text of years before 1000 does not read bac
 def test_time_value_memo_matches_schema(values: list[datetime]) -> None:
     for value in values * 2:
         text = time_param(value, False)
-        assert ledger._time_value(text) == time_value(text)
-        assert ledger._time_value(text).tzinfo is UTC  # type: ignore[union-attr]
-    assert ledger._time_value(None) is None
+        assert hot.read_time(text) == time_value(text)
+        assert hot.read_time(text).tzinfo is UTC  # type: ignore[union-attr]
+    assert hot.read_time(None) is None
 
 
 # --- the level state's JSON and the events' details ---------------------------------------------------
 
-SQLITE = ledger._Sql(False)
+SQLITE = hot.Sql(False)
 states = st.recursive(
     st.none(),
     lambda inner: st.builds(
@@ -91,9 +91,9 @@ states = st.recursive(
 @given(st.lists(states, min_size=1, max_size=6))
 def test_previous_level_text_is_json_dumps(values: list[LevelState | None]) -> None:
     for value in values * 2:
-        text = json.dumps(ledger._level_to_json(value))
-        assert ledger._previous_param(SQLITE, value) == text
-        assert ledger._previous_state(SQLITE, text) == ledger._level_from_json(json.loads(text))
+        text = json.dumps(hot.level_to_json(value))
+        assert hot.previous_param(SQLITE, value) == text
+        assert hot.previous_state(SQLITE, text) == hot.level_from_json(json.loads(text))
 
 
 def test_equal_states_in_other_zones_keep_their_own_text() -> None:
@@ -101,9 +101,9 @@ def test_equal_states_in_other_zones_keep_their_own_text() -> None:
     a = LevelState("fan", msk, msk)
     b = LevelState("fan", msk.astimezone(UTC), msk.astimezone(UTC))
     assert a == b  # the same instants
-    assert ledger._previous_param(SQLITE, a) == json.dumps(ledger._level_to_json(a))
-    assert ledger._previous_param(SQLITE, b) == json.dumps(ledger._level_to_json(b))
-    assert ledger._previous_param(SQLITE, a) != ledger._previous_param(SQLITE, b)
+    assert hot.previous_param(SQLITE, a) == json.dumps(hot.level_to_json(a))
+    assert hot.previous_param(SQLITE, b) == json.dumps(hot.level_to_json(b))
+    assert hot.previous_param(SQLITE, a) != hot.previous_param(SQLITE, b)
 
 
 @given(
@@ -115,6 +115,6 @@ def test_equal_states_in_other_zones_keep_their_own_text() -> None:
 )
 def test_detail_text_is_json_dumps(details: list[dict[str, Any]]) -> None:
     for detail in details * 2:
-        assert ledger._detail_param(SQLITE, detail) == json.dumps(detail)
-    assert ledger._detail_param(SQLITE, {"a": 1}) == '{"a": 1}'
-    assert ledger._detail_param(SQLITE, {"a": True}) == '{"a": true}'
+        assert hot.detail_param(SQLITE, detail) == json.dumps(detail)
+    assert hot.detail_param(SQLITE, {"a": 1}) == '{"a": 1}'
+    assert hot.detail_param(SQLITE, {"a": True}) == '{"a": true}'
