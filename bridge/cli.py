@@ -138,7 +138,8 @@ def sole_instance(config: Any, wait_s: float) -> Iterator[None]:
 
 
 def _one_cycle(config: Any, wait_s: float, make_runner: Callable[[], Any]) -> None:
-    """Run one cycle as the sole instance, print its summary, exit 1 naming each quarantined document."""
+    """Run one cycle as the sole instance, print its summary, exit 1 naming each failure: a quarantined
+    document, or one not applied this cycle through 1C's fault (tried again next cycle)."""
     from bridge.runtime.signals import StopToken, install
 
     with sole_instance(config, wait_s):
@@ -152,8 +153,18 @@ def _one_cycle(config: Any, wait_s: float, make_runner: Callable[[], Any]) -> No
     result = runner.last
     assert result is not None
     click.echo(_summary(result))
-    if result.documents_failed:
-        fail([f"quarantined: {line}" for line in result.failures], EX_DOCS_FAILED)
+    if result.failures:
+        fail(failure_lines(result), EX_DOCS_FAILED)
+
+
+def failure_lines(result: Any) -> list[str]:
+    """What ``once`` prints for a cycle's failures: a document quarantined (it stays out until it
+    changes or is released), or one not applied through 1C's fault (tried again next cycle)."""
+    held = set(result.held)
+    return [
+        f"{'failed, tried again next cycle' if line in held else 'quarantined'}: {line}"
+        for line in result.failures
+    ]
 
 
 @main.command()

@@ -64,7 +64,10 @@ class CycleResult:
     finished_at: datetime | None = None
     documents_processed: int = 0
     documents_failed: int = 0
-    failures: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # quarantined documents, then ``held``
+    # Of ``failures``, those that were not the document's fault (1C's error; a customer whose
+    # time-driven rules refused): nothing quarantined, tried again next cycle.
+    held: list[str] = field(default_factory=list)
     writes_to_1c: int = 0
     deliveries: dict[str, DeliveryStats] = field(default_factory=dict)
     requests_to_1c: int = 0
@@ -165,7 +168,8 @@ class Cycle:
             # Read once: a document not in quarantine needs no release (a write per document saved).
             self._quarantined = tracking.quarantined_ids(conn)
         self._settled = set()
-        self.engine.tick(now, result.failures)
+        self.engine.tick(now, result.held)
+        result.failures += result.held
         complete = True
         for change in self.source.read(self.state, now):
             if token.requested:
@@ -289,6 +293,7 @@ class Cycle:
         document is read again next cycle instead of falling behind the watermark unprocessed."""
         result.documents_failed += 1
         result.failures.append(f"{change.entity} {change.key}: {exc}")
+        result.held.append(result.failures[-1])
         self._hold_cursors = True
         doc.error("cycle.document_failed", error=str(exc))
 

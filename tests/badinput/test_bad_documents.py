@@ -142,3 +142,51 @@ def test_a_fixed_document_is_picked_up_by_the_next_cycle(tmp_path: Path) -> None
         w.once(at(2, 13))
         assert quarantined(w) == {}
         assert earned(w, bad) == Decimal(400)
+
+
+def test_a_customer_whose_time_rules_refuse_is_reported_not_quarantined(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broken invariant in what time alone causes (simulated for one customer) is a failure of the
+    cycle, named, and held (tried again next cycle), not a quarantine; the other customer's points
+    still become available, and ``once`` says which kind of failure each line is."""
+    from bridge.cli import failure_lines
+    from bridge.domain import apply as rules_apply
+
+    with world(tmp_path, start=at(2)) as w:
+        first, second = good_orders(w, 2)
+        assert w.once(at(2, 12)).failures == []
+        broken = w.store.get(ORDERS, first)["Партнер_Key"]  # type: ignore[index]
+        real = rules_apply.advance
+
+        def advance(book: Any, rules: Any, now: Any) -> None:
+            if book.customer_id == broken:
+                raise ValueError("reservation exceeds the lots")
+            real(book, rules, now)
+
+        monkeypatch.setattr(rules_apply, "advance", advance)
+        result = w.once(at(17, 12))  # the 14-day hold is over
+        reason = f"customer {broken} (what time alone causes): the loyalty rules cannot apply it: "
+        assert result.failures == result.held == [reason + "reservation exceeds the lots"]
+        assert failure_lines(result) == [
+            f"failed, tried again next cycle: {reason}reservation exceeds the lots"
+        ]
+        assert not quarantined(w)
+        assert available_events(w, second) == 1 and available_events(w, first) == 0
+        monkeypatch.setattr(rules_apply, "advance", real)
+        assert w.once(at(17, 13)).failures == []
+        assert available_events(w, first) == 1
+
+
+def available_events(w: World, order: str) -> int:
+    """``points_available`` events of the order's customer."""
+    from sqlalchemy import func, select
+
+    from bridge.store import schema as t
+
+    customer = w.store.get(ORDERS, order)["Партнер_Key"]  # type: ignore[index]
+    with w.cycle.engine.store.engine.connect() as conn:
+        query = select(func.count()).where(
+            t.events.c.customer_id == customer, t.events.c.reason == "points_available"
+        )
+        return int(conn.execute(query).scalar_one())

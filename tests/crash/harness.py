@@ -385,6 +385,9 @@ class Outcome:
     exits: list[list[int]] = field(default_factory=list)  # per step (then the drain), every attempt
     state: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # the run could not finish (no progress, an unexpected exit)
+    # Per step, what its completed ``once`` said ("cycle done: …" and any failure lines): when a
+    # run ends elsewhere than the clean one, the verdict shows where their steps parted.
+    steps: list[str] = field(default_factory=list)
 
     @property
     def crashes(self) -> int:
@@ -419,7 +422,9 @@ def play(inst: Installation, script: Script, plan: CrashPlan) -> Outcome:
     for now, change in script.steps():
         if change is not None:
             change(inst.op, rng)
-        outcome.exits.append(_once(inst, now, plan)[0])
+        codes, out = _once(inst, now, plan)
+        outcome.exits.append(codes)
+        outcome.steps.append(f"{now:%Y-%m-%d %H:%M} exit {codes[-1]}: {_said(out)}")
     assert now is not None
     drain: list[int] = []
     for minute in range(1, MAX_DRAIN + 1):
@@ -432,6 +437,13 @@ def play(inst: Installation, script: Script, plan: CrashPlan) -> Outcome:
     outcome.exits.append(drain)
     outcome.state = final_state(inst, now + timedelta(minutes=MAX_DRAIN + 1))
     return outcome
+
+
+def _said(out: str) -> str:
+    """The summary and failure lines of a ``once``'s output (its JSON log lines left out)."""
+    lines = [line.strip() for line in out.splitlines()]
+    said = [line for line in lines if line.startswith(("cycle done:", "quarantined:", "error:"))]
+    return " | ".join(said)[:600] or out.strip()[-300:]
 
 
 def _drained(inst: Installation) -> bool:
@@ -633,6 +645,11 @@ def verdict(clean: Outcome, runs: list[Outcome]) -> list[str]:
         problems = delivery_problems(run.state) + compare(clean.state, run.state)
         if run.crashes == 0:
             problems.append("the crash point was never reached (nothing tested)")
+        if problems:  # where the two runs' steps parted, if they did
+            problems += [
+                f"step {i}: clean «{a}» / this run «{b}»"
+                for i, (a, b) in enumerate(zip(clean.steps, run.steps, strict=False))
+            ]
         lines += [f"{run.plan}: {p}" for p in problems]
     return lines
 
