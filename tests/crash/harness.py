@@ -408,7 +408,12 @@ def _once(inst: Installation, now: datetime, plan: CrashPlan) -> tuple[list[int]
         codes.append(code)
         if code != CRASH_EXIT:
             assert code in (0, 1), f"once at {now} ({plan}) exited {code}:\n{out}"
-            return codes, out
+            if "failed, tried again next cycle:" not in out:
+                return codes, out
+            # 1C's error while reading a document (a loaded machine's timeout, …): the daemon runs
+            # the cycle again at its next poll, minutes before the next step of the script.
+            assert len(codes) < MAX_ATTEMPTS, f"{plan}: still failing at {now}:\n{out}"
+            continue
         assert crash is not None, f"died without a crash point at {now}:\n{out}"
         assert len(codes) < MAX_ATTEMPTS, f"{plan}: no progress at {now} after {len(codes)} attempts"
 
@@ -442,7 +447,7 @@ def play(inst: Installation, script: Script, plan: CrashPlan) -> Outcome:
 def _said(out: str) -> str:
     """The summary and failure lines of a ``once``'s output (its JSON log lines left out)."""
     lines = [line.strip() for line in out.splitlines()]
-    said = [line for line in lines if line.startswith(("cycle done:", "quarantined:", "error:"))]
+    said = [line for line in lines if line.startswith(("cycle done:", "loyalty-bridge:"))]
     return " | ".join(said)[:600] or out.strip()[-300:]
 
 
