@@ -236,9 +236,7 @@ entries = Table(
     Column("available_at", UTCDateTime()),
     Column("expires_at", UTCDateTime()),
     Column("cause", String(200), nullable=False, server_default=""),
-    Index("ix_entries_customer", "customer_id", "id"),
-    Index("ix_entries_order", "order_id"),
-    Index("ix_entries_due", "kind", "expires_at"),
+    Index("ix_entries_customer", "customer_id", "id"),  # the only way entries are read: by customer
 )
 
 allocations = Table(
