@@ -245,8 +245,10 @@ class LedgerStore:
         return conn.execute(select(t.cards.c.number).where(t.cards.c.customer_id == customer_id)).scalar()
 
     def open_orders(self, conn: Connection, customer_id: str) -> list[str]:
-        query = select(t.orders.c.id).where(
-            t.orders.c.customer_id == customer_id, t.orders.c.status == "open"
+        query = (
+            select(t.orders.c.id)
+            .where(t.orders.c.customer_id == customer_id, t.orders.c.status == "open")
+            .order_by(t.orders.c.doc_date, t.orders.c.id)  # document order, not the heap's
         )
         return list(conn.execute(query).scalars())
 
@@ -261,7 +263,7 @@ class LedgerStore:
         query = (
             select(t.customers.c.id)
             .where(t.customers.c.next_due_at.is_not(None), t.customers.c.next_due_at <= now)
-            .order_by(t.customers.c.next_due_at)
+            .order_by(t.customers.c.next_due_at, t.customers.c.id)  # ties in a fixed order, any database
         )
         return list(conn.execute(query).scalars())
 

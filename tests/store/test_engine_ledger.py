@@ -246,3 +246,13 @@ def test_two_writers_never_spend_the_same_point(pg_url: str) -> None:
     assert spent == [D(0), D(400)]
     assert eng.customer_view("c", at(2026, 3, 16)).total == D(0)
     engine.dispose()
+
+
+def test_customers_due_at_the_same_moment_come_in_id_order(db_engine: Engine) -> None:
+    """Ties in ``next_due_at`` (a whole batch closed in one cycle) come back in a fixed order on
+    every database, not in the heap's or the index's insertion order."""
+    eng = make(db_engine, discount=False)
+    for customer in ("c-9", "c-1", "c-5", "c-3"):  # inserted out of order, all due at once
+        eng.apply_order(order(f"o-{customer}", customer, [line(20000)]), at(2026, 3, 1))
+    with eng.store.transaction() as conn:
+        assert eng.store.due_customers(conn, at(2026, 3, 15, 12)) == ["c-1", "c-3", "c-5", "c-9"]
