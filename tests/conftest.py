@@ -83,15 +83,20 @@ def sqlite_url(tmp_path: os.PathLike[str]) -> str:
     return f"sqlite:///{tmp_path}/state.db"
 
 
+def _migrated(url: str) -> Iterator[Engine]:
+    """An engine on ``url`` with the schema at head, disposed of afterwards."""
+    from bridge.store.db import make_engine, upgrade
+
+    engine = make_engine(url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture
 def engine(sqlite_url: str) -> Iterator[Engine]:
     """A migrated SQLite state database."""
-    from bridge.store.db import make_engine, upgrade
-
-    eng = make_engine(sqlite_url)
-    upgrade(eng)
-    yield eng
-    eng.dispose()
+    yield from _migrated(sqlite_url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -104,9 +109,5 @@ def db_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def db_engine(db_url: str) -> Iterator[Engine]:
-    from bridge.store.db import make_engine, upgrade
-
-    engine = make_engine(db_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+    """A migrated state database, SQLite and PostgreSQL in turn."""
+    yield from _migrated(db_url)
