@@ -263,7 +263,8 @@ class Gateway:
                 raise DocumentError(
                     f"card {number}: 1C already has a card with this number for partner {owner or '(none)'}, "
                     f"not for {customer_id}; the number was issued outside the loyalty program. Remove or "
-                    f"renumber that card in 1C ({self.sets['cards']}), then `bridge outbox retry`",
+                    f"renumber that card in 1C ({self.sets['cards']}), "
+                    "then re-send the message with `outbox retry`",
                     document=customer_id,
                     field="card",
                 )
