@@ -245,12 +245,8 @@ class LedgerStore:
         return conn.execute(select(t.cards.c.number).where(t.cards.c.customer_id == customer_id)).scalar()
 
     def open_orders(self, conn: Connection, customer_id: str) -> list[str]:
-        query = (
-            select(t.orders.c.id)
-            .where(t.orders.c.customer_id == customer_id, t.orders.c.status == "open")
-            .order_by(t.orders.c.doc_date, t.orders.c.id)  # document order, not the heap's
-        )
-        return list(conn.execute(query).scalars())
+        """The customer's open orders, in document order (not the heap's)."""
+        return list(conn.execute(t.OPEN_ORDERS_OF, {"b_id": customer_id}).scalars())
 
     def customer_by_card(self, conn: Connection, number: str) -> str | None:
         return conn.execute(select(t.cards.c.customer_id).where(t.cards.c.number == number)).scalar()
@@ -434,7 +430,8 @@ def _save(db: Any, sql: Sql, book: Book, now: datetime, history: bool, next_due:
                 order.version,
                 order.status.value,
                 sql.json(order_to_json(order)),
-                stamp,
+                # never earlier than the close time (tracking seeks on it: ``schema.orders``)
+                stamp if facts.close_time is None or facts.close_time <= now else bind_time(facts.close_time, pg),
             ),
         )
     state = book.level

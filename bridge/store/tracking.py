@@ -64,9 +64,6 @@ _KNOWN = select(
 )
 _RELEASE = t.quarantine.delete().where(t.quarantine.c.doc_id == bindparam("b_id"))
 _QUARANTINED_IDS = select(t.quarantine.c.doc_id)
-_OPEN_ORDERS = select(t.orders.c.id).where(
-    t.orders.c.customer_id == bindparam("b_id"), t.orders.c.status == "open"
-)
 
 
 @cache
@@ -103,18 +100,18 @@ _OPEN = literal_column("'open'")
 
 
 def _tracked(*columns: Any) -> Any:
-    """The tracked orders' ``columns``: open, or closed (or last changed) since ``b_since``.
+    """The tracked orders' ``columns``: open, or closed or last changed since ``b_since``.
 
-    The ``OR`` of the three conditions as a ``UNION ALL`` of three index seeks (migration 0005): a
-    plain ``OR`` is planned as a scan of every order (always on SQLite once ``ANALYZE`` has seen
-    that ``status`` has two values). An order may come twice (open and recently changed); the
-    third branch leaves out what the second already gave.
+    A ``UNION ALL`` of two index-only seeks (migrations 0005, 0007): the open orders' partial index,
+    and ``updated_at``, which is never earlier than ``close_time`` (see ``schema.orders``), so it
+    also finds the orders closed since. A plain ``OR`` is planned as a scan of every order (always
+    on SQLite once ``ANALYZE`` has seen that ``status`` has two values). An order may come twice
+    (open and recently changed): the callers keep one.
     """
     o, since = t.orders.c, bindparam("b_since", type_=t.UTCDateTime())
     return union_all(
         select(*columns).where(o.status == _OPEN),  # the literal: a bound value misses the partial index
-        select(*columns).where(o.close_time >= since),
-        select(*columns).where(o.updated_at >= since, or_(o.close_time.is_(None), o.close_time < since)),
+        select(*columns).where(o.updated_at >= since),
     )
 
 
@@ -266,7 +263,7 @@ def quarantined_ids(conn: Connection) -> set[str]:
 
 def open_order_ids(conn: Connection, customer_id: str) -> list[str]:
     """The customer's orders the bridge last saw open (being assembled)."""
-    return list(conn.execute(_OPEN_ORDERS, {"b_id": customer_id}).scalars())
+    return list(conn.execute(t.OPEN_ORDERS_OF, {"b_id": customer_id}).scalars())
 
 
 def quarantined_versions(conn: Connection, kind: str) -> dict[str, str]:

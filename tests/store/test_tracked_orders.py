@@ -1,12 +1,12 @@
 """The orders the idle cycle re-checks: exactly those open, closed or changed within the tracking
-period, found through the indexes of migration 0005 rather than by reading every order."""
+period, found through the indexes of migrations 0005 and 0007 rather than by reading every order."""
 
 from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 
 from bridge.store import schema as t
 from bridge.store import tracking
@@ -25,6 +25,8 @@ def _orders(n: int, seed: int) -> list[dict[str, object]]:
         updated = doc + timedelta(days=rnd.uniform(0, 45))
         if rnd.random() < 0.1:  # exactly on the boundary
             close = NOW - timedelta(days=DAYS)
+        if close is not None:
+            updated = max(updated, close)  # as the ledger writes it (``schema.orders.updated_at``)
         rows.append(
             {
                 "id": f"{i:08d}-0000-0000-0000-000000000000",
@@ -85,6 +87,54 @@ def test_tracked_orders_seek_indexes_even_after_analyze(sqlite_url: str) -> None
             f"EXPLAIN QUERY PLAN {compiled}", tuple(NOW.isoformat() for _ in compiled.positiontup or ())
         ).fetchall()
     details = [row[-1] for row in plan]
-    assert not any(d.startswith("SCAN") for d in details), details
-    assert sum("INDEX ix_orders_" in d for d in details) == 3, details
+    # The one scan is of the open orders' partial index (only open orders are in it), index-only.
+    assert [d for d in details if d.startswith("SCAN")] == ["SCAN orders USING COVERING INDEX ix_orders_open"]
+    assert sum("COVERING INDEX ix_orders_" in d for d in details) == 2, details
+    with engine.connect() as conn:
+        compiled = t.OPEN_ORDERS_OF.compile(conn)
+        plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", ("c3",)).fetchall()
+    details = [row[-1] for row in plan]
+    assert details == ["SEARCH orders USING COVERING INDEX ix_orders_open (customer_id=?)"], details
+    engine.dispose()
+
+
+def test_an_order_closing_ahead_of_its_write_stays_tracked_from_its_close(db_engine: Engine) -> None:
+    """A document dated ahead and imported as history closes at its date: the row's ``updated_at``
+    is that close time, not the write's, so it is tracked for the period after it closes."""
+    from bridge.service.engine import Engine as LoyaltyEngine
+    from bridge.store.ledger import LedgerStore
+    from tests.domain.factories import MSK, line, order, rules
+
+    eng = LoyaltyEngine(LedgerStore(db_engine), rules(discount=False), MSK)
+    ahead = NOW + timedelta(days=10)
+    eng.apply_order(order("ahead", "c1", [line(5000)], date=ahead), NOW, history=True)
+    eng.apply_order(order("past", "c1", [line(5000)], date=NOW - timedelta(days=40)), NOW, history=True)
+    with db_engine.connect() as conn:
+        stored = dict(conn.execute(select(t.orders.c.id, t.orders.c.updated_at)).all())
+        assert stored == {"ahead": ahead, "past": NOW}
+        later = ahead + timedelta(days=DAYS - 1)  # 39 days after the write, 29 after the close
+        assert list(tracking.tracked_orders(conn, later, DAYS)) == ["ahead"]
+        assert tracking.tracked_orders(conn, ahead + timedelta(days=DAYS + 1), DAYS) == {}
+
+
+def test_migration_0007_brings_updated_at_up_to_the_close_time(sqlite_url: str) -> None:
+    from bridge.store.db import make_engine, upgrade
+
+    engine = make_engine(sqlite_url)
+    upgrade(engine, "0006")
+    rows = [
+        {**r, "updated_at": NOW - timedelta(days=60)}
+        for r in _orders(50, seed=3)
+        if r["close_time"] is not None
+    ]
+    with engine.begin() as conn:
+        conn.execute(t.orders.insert(), rows)
+    upgrade(engine)
+    with engine.connect() as conn:
+        stored = dict(conn.execute(select(t.orders.c.id, t.orders.c.updated_at)).all())
+        # the tracked orders after the migration: those closed (or changed) within the period
+        since = NOW - timedelta(days=DAYS)
+        wanted = {r["id"] for r in rows if r["status"] == "open" or r["close_time"] >= since}  # type: ignore[operator]
+        assert set(tracking.tracked_orders(conn, NOW, DAYS)) == wanted
+    assert stored == {r["id"]: max(r["updated_at"], r["close_time"]) for r in rows}  # type: ignore[type-var]
     engine.dispose()
