@@ -212,7 +212,7 @@ orders = Table(
         sqlite_where=text("status = 'open'"),
         postgresql_where=text("status = 'open'"),
     ),
-    Index("ix_orders_updated_at", "updated_at", "id", "version", "doc_date"),
+    Index("ix_orders_updated_at", "updated_at", "doc_date", "id", "version"),
 )
 
 # A customer's open orders in document order, through the partial index above: the status is

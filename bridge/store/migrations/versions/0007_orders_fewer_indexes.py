@@ -44,7 +44,7 @@ def upgrade() -> None:
             postgresql_where=_OPEN,
         )
         batch_op.create_index(
-            "ix_orders_updated_at", ["updated_at", "id", "version", "doc_date"], unique=False
+            "ix_orders_updated_at", ["updated_at", "doc_date", "id", "version"], unique=False
         )
 
 
