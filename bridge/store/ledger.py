@@ -431,7 +431,9 @@ def _save(db: Any, sql: Sql, book: Book, now: datetime, history: bool, next_due:
                 order.status.value,
                 sql.json(order_to_json(order)),
                 # never earlier than the close time (tracking seeks on it: ``schema.orders``)
-                stamp if facts.close_time is None or facts.close_time <= now else bind_time(facts.close_time, pg),
+                stamp
+                if facts.close_time is None or facts.close_time <= now
+                else bind_time(facts.close_time, pg),
             ),
         )
     state = book.level

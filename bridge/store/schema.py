@@ -302,6 +302,7 @@ processed = Table(
     Column("version", String(128), primary_key=True),
     Column("customer_id", String(64)),
     Column("processed_at", UTCDateTime(), nullable=False),
+    sqlite_with_rowid=False,  # one B-tree (the key's), one page per insert fewer (migration 0008)
 )
 
 cards = Table(

@@ -19,7 +19,6 @@ from sqlalchemy import (
     exists,
     func,
     literal_column,
-    or_,
     select,
     type_coerce,
     union_all,

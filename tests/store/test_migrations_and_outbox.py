@@ -22,6 +22,34 @@ def test_migrations_build_exactly_the_schema(db_engine: Engine) -> None:
     assert diff == []
 
 
+def test_migration_0008_keeps_every_processed_row_in_a_table_without_rowid(sqlite_url: str) -> None:
+    from sqlalchemy import select
+
+    from bridge.store import schema as t
+    from bridge.store.db import make_engine, upgrade
+
+    engine = make_engine(sqlite_url)
+    upgrade(engine, "0007")
+    rows = [
+        {
+            "doc_id": f"d{i % 40}",
+            "version": f"v{i}",
+            "customer_id": f"c{i % 7}" if i % 5 else None,
+            "processed_at": at(2026, 3, 1) + timedelta(minutes=i),
+        }
+        for i in range(200)
+    ]
+    with engine.begin() as conn:
+        conn.execute(t.processed.insert(), rows)
+    upgrade(engine)
+    with engine.connect() as conn:
+        ddl = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'processed'").scalar()
+        kept = conn.execute(select(t.processed)).mappings().all()
+    assert ddl is not None and ddl.endswith(") WITHOUT ROWID")
+    assert sorted(map(dict, kept), key=lambda r: r["version"]) == sorted(rows, key=lambda r: r["version"])
+    engine.dispose()
+
+
 def _enqueue(conn, customer: str, n: int, **kw):  # type: ignore[no-untyped-def]
     return outbox.enqueue(
         conn,
