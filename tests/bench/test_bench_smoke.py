@@ -33,6 +33,7 @@ def test_bench_quick_prints_every_figure() -> None:
     out = done.stdout
     for figure in (
         "rules + ledger, sqlite: orders/s",
+        "each run, orders/s",
         "1C requests per order",
         "I/O floor",
         "bridge over the I/O floor",
