@@ -135,11 +135,18 @@ def read_orders(config: Config, sim: Simulator) -> list[Order]:
 def database(kind: str, folder: Path, pg: str | None) -> Iterator[str]:
     """A fresh, migrated state database: SQLite in ``folder`` or a throw-away PostgreSQL schema."""
     if kind == "sqlite":
-        url = f"sqlite:///{folder / f'state-{uuid.uuid4().hex[:6]}.db'}"
+        path = folder / f"state-{uuid.uuid4().hex[:6]}.db"
+        url = f"sqlite:///{path}"
         engine = make_engine(url)
         upgrade(engine)
         engine.dispose()
-        yield url
+        try:
+            yield url
+        finally:
+            # Removed at once: a run leaves ~100 MB of dirty pages, and the kernel writing them
+            # back would compete with the next run for this VM's two cores.
+            for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                leftover.unlink(missing_ok=True)
         return
     assert pg is not None
     schema = f"bench_{uuid.uuid4().hex[:8]}"
