@@ -245,16 +245,23 @@ def bench_rules(
         if len(rates) > 1:
             report.add("a", "  each run, orders/s", " / ".join(f"{r:,.0f}" for r in rates))
         if kind == "sqlite":
-            pages = wal_pages_per_unit(config, folder, orders)
+            pages, split = wal_pages_per_unit(config, folder, orders)
             report.add("a", "SQLite: WAL pages one unit of work's commit writes", f"{pages:.1f}")
+            if split:
+                report.add("a", "  of which, by B-tree (the eight largest)", split)
     return where
 
 
-def wal_pages_per_unit(config: Config, folder: Path, orders: list[Any], sample: int = 500) -> float:
+def wal_pages_per_unit(
+    config: Config, folder: Path, orders: list[Any], sample: int = 500
+) -> tuple[float, str]:
     """How many pages a unit of work's commit appends to SQLite's WAL (each costs a write; the
     commit is most of (a)'s time): the first half of a sample warms a fresh database, then the WAL
-    is emptied, automatic checkpoints are stopped, and the frames the second half adds are counted."""
+    is emptied, automatic checkpoints are stopped, and the frames the second half adds are counted.
+    Also which B-trees (tables, indexes) those pages belong to, per unit (SQLite's ``dbstat``)."""
     import sqlite3
+    import struct
+    from collections import Counter
 
     from sqlalchemy import event
 
@@ -275,10 +282,20 @@ def wal_pages_per_unit(config: Config, folder: Path, orders: list[Any], sample: 
             for order in counted:
                 engine.apply_order(order, NOW)
             frames = side.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+            log = Path(url.split("///", 1)[1] + "-wal").read_bytes()
+            size = struct.unpack(">I", log[8:12])[0]  # the WAL header's page size
+            pages = [struct.unpack(">I", log[at : at + 4])[0] for at in range(32, len(log), 24 + size)]
+            try:
+                owner = dict(side.execute("SELECT pageno, name FROM dbstat").fetchall())
+            except sqlite3.OperationalError:  # SQLite built without dbstat
+                owner = {}
         finally:
             side.close()
             engine.store.engine.dispose()
-    return float(frames) / max(1, len(counted))
+    units = max(1, len(counted))
+    by_tree = Counter(owner.get(page, "?") for page in pages[:frames])
+    split = ", ".join(f"{name} {n / units:.1f}" for name, n in by_tree.most_common(8)) if owner else ""
+    return float(frames) / units, split
 
 
 # --- (b) end to end and its I/O floor -----------------------------------------------------------------
