@@ -283,8 +283,10 @@ def wal_pages_per_unit(
                 engine.apply_order(order, NOW)
             frames = side.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
             log = Path(url.split("///", 1)[1] + "-wal").read_bytes()
-            size = struct.unpack(">I", log[8:12])[0]  # the WAL header's page size
-            pages = [struct.unpack(">I", log[at : at + 4])[0] for at in range(32, len(log), 24 + size)]
+            pages: list[int] = []
+            if len(log) >= 32:  # empty when the sample wrote nothing (tiny sizes)
+                size = struct.unpack(">I", log[8:12])[0]  # the WAL header's page size
+                pages = [struct.unpack(">I", log[at : at + 4])[0] for at in range(32, len(log), 24 + size)]
             try:
                 owner = dict(side.execute("SELECT pageno, name FROM dbstat").fetchall())
             except sqlite3.OperationalError:  # SQLite built without dbstat
