@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
@@ -202,10 +202,15 @@ def bind_time(value: datetime | None, pg: bool) -> Any:
     return result
 
 
+@overload
+def read_time(value: None) -> None: ...
+@overload
+def read_time(value: str | datetime) -> datetime: ...
 def read_time(value: Any) -> datetime | None:
     """``schema.time_value``, memoised for stored text (SQLite)."""
     if value.__class__ is not str:
-        return time_value(value)
+        other: datetime | None = time_value(value)
+        return other
     try:
         return _VALUES[value]
     except KeyError:

@@ -17,7 +17,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, exists, func, select
+from sqlalchemy import Connection, String, and_, bindparam, exists, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.expression import Select
 
@@ -225,6 +225,7 @@ def enqueue_many(conn: Connection, messages: Sequence[NewMessage], now: datetime
             last[(m.channel, m.kind, m.target)] = i
     sql = _driver_sql(conn.dialect.name == "postgresql")
     db = conn.connection.driver_connection
+    assert db is not None  # a live connection inside the unit of work's transaction
     cursor = db.cursor()
     if last:
         cursor.executemany(sql.supersede, [(SUPERSEDED, PENDING, *key) for key in last])
@@ -307,7 +308,7 @@ def retry(conn: Connection, now: datetime, message_id: str | None = None, *, all
     cond = t.outbox.c.status == DEAD
     if message_id is not None:
         cond = and_(
-            cond, (t.outbox.c.message_id == message_id) | (func.cast(t.outbox.c.id, t.String) == message_id)
+            cond, (t.outbox.c.message_id == message_id) | (func.cast(t.outbox.c.id, String) == message_id)
         )
     result = conn.execute(
         t.outbox.update().where(cond).values(status=PENDING, next_attempt_at=now, created_at=now)

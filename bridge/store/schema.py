@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import (
     JSON,
@@ -61,7 +61,8 @@ class ExactDecimal(TypeDecorator[Decimal]):
         return decimal_param(value, dialect.name == "postgresql")
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
-        return decimal_value(value)
+        result: Decimal | None = decimal_value(value)
+        return result
 
 
 def canonical(value: Decimal) -> Decimal:
@@ -86,7 +87,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         return time_param(value, dialect.name == "postgresql")
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        return time_value(value)
+        result: datetime | None = time_value(value)
+        return result
 
 
 # The column types' conversions as plain functions: the ledger's hot path binds and reads through
@@ -105,8 +107,13 @@ def decimal_param(value: Decimal | None, pg: bool) -> Any:
     return value if pg else format(value, "f")
 
 
+@overload
+def decimal_value(value: None) -> None: ...
+@overload
+def decimal_value(value: str | int | Decimal) -> Decimal: ...
 def decimal_value(value: Any) -> Decimal | None:
-    """``ExactDecimal``'s result: the canonical Decimal of the stored text or NUMERIC."""
+    """``ExactDecimal``'s result: the canonical Decimal of the stored text or NUMERIC (a row's value
+    is ``Any``: the overloads then give ``Any``, so a NOT NULL column's value needs no check)."""
     if value is None:
         return None
     try:
@@ -138,6 +145,10 @@ def time_param(value: datetime | None, pg: bool) -> Any:
     return utc.replace(tzinfo=None).isoformat(timespec="microseconds")
 
 
+@overload
+def time_value(value: None) -> None: ...
+@overload
+def time_value(value: str | datetime) -> datetime: ...
 def time_value(value: Any) -> datetime | None:
     """``UTCDateTime``'s result: an aware UTC datetime."""
     if value is None:

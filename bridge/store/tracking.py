@@ -95,7 +95,7 @@ def set_cursor(conn: Connection, name: str, value: str, now: datetime) -> None:
     conn.execute(statement, {"name": name, "value": value, "updated_at": now})
 
 
-_OPEN = literal_column("'open'")
+_OPEN: Any = literal_column("'open'")
 
 
 def _tracked(*columns: Any) -> Any:
