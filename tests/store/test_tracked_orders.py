@@ -117,10 +117,10 @@ def test_an_order_closing_ahead_of_its_write_stays_tracked_from_its_close(db_eng
         assert tracking.tracked_orders(conn, ahead + timedelta(days=DAYS + 1), DAYS) == {}
 
 
-def test_migration_0007_brings_updated_at_up_to_the_close_time(sqlite_url: str) -> None:
+def test_migration_0007_brings_updated_at_up_to_the_close_time(db_url: str) -> None:
     from bridge.store.db import make_engine, upgrade
 
-    engine = make_engine(sqlite_url)
+    engine = make_engine(db_url)
     upgrade(engine, "0006")
     rows = [
         {**r, "updated_at": NOW - timedelta(days=60)}
