@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from bridge.domain.ledger import Allocation, Entry, EntryKind, Event, LotDates, canonical_key
+from bridge.domain.ledger import Allocation, Entry, EntryKind, Event, LotDates, canonical_key, stored_key
 from bridge.domain.levels import Contribution, HistoryEntry, LevelState
 from bridge.domain.lots import Lot, spend_order, take
 from bridge.domain.model import ZERO, BonusRules, Card, DiscountRules, Order, ReturnDoc
@@ -167,14 +167,15 @@ class Book:
     def emit(self, event: Event, *, legacy: Iterable[str] = ()) -> None:
         """Queue ``event`` unless an event with its key was already emitted.
 
-        Keys are compared (and stored) in canonical form (``ledger.canonical_key``); the store
-        loads ``sent_keys`` in that form too. ``legacy`` are the keys older versions gave the same
+        Keys are compared (and stored) in canonical form (``ledger.canonical_key``), a long one
+        shortened with a hash (``ledger.stored_key``); the store loads ``sent_keys`` in that form
+        too. ``legacy`` are the keys older versions gave the same
         event (``ledger.legacy_level_key``): one of them stored counts as sent, but only the
         event's own key is recorded, so a later, distinct event with the same legacy form is not
         held back by it.
         """
-        key = canonical_key(event.key)
-        if key in self.sent_keys or any(canonical_key(k) in self.sent_keys for k in legacy):
+        key = stored_key(canonical_key(event.key))
+        if key in self.sent_keys or any(stored_key(canonical_key(k)) in self.sent_keys for k in legacy):
             return
         self.sent_keys.add(key)
         self.new_events.append(event if key == event.key else replace(event, key=key))

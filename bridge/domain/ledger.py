@@ -11,6 +11,7 @@ Must not import anything outside bridge.domain.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -141,6 +142,23 @@ def expiry_key(lot_id: str, write_off: int) -> str:
     announced, and matching it would swallow the later write-offs again.
     """
     return f"expired:{lot_id}:#{write_off}"
+
+
+KEY_MAX = 200  # the events table's key column
+
+
+def stored_key(key: str) -> str:
+    """``key`` in the form the events table keeps (at most :data:`KEY_MAX` characters).
+
+    A longer key (a level key names two level codes, the order and its DataVersion) keeps its first
+    135 characters, readable, and ends with ``#`` and the SHA-256 of the whole key: two keys that
+    differ only past the cut stay distinct, and the same key always gives the same stored form (it
+    used to be cut at 200 characters, so such keys could collide, and a key re-emitted after a
+    reload no longer matched its stored, cut form).
+    """
+    if len(key) <= KEY_MAX:
+        return key
+    return f"{key[: KEY_MAX - 65]}#{hashlib.sha256(key.encode('utf-8')).hexdigest()}"
 
 
 def canonical_key(key: str) -> str:

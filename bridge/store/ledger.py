@@ -397,7 +397,7 @@ def _save(db: Any, sql: Sql, book: Book, now: datetime, history: bool, next_due:
             [
                 (
                     ev.customer_id,
-                    ev.key[:200],
+                    ev.key,  # at most 200 characters (``Book.emit``: ``stored_key``)
                     ev.reason.value,
                     bind_time(ev.at, pg),
                     ev.order_id,

@@ -20,6 +20,7 @@ ALLOWED = {
     "decimal",
     "enum",
     "fractions",
+    "hashlib",
     "functools",
     "itertools",
     "math",

@@ -40,6 +40,8 @@ BAD_VALUES: list[tuple[str, Any, str, str]] = [
     ("bonus.tiers[1].rate", Decimal("-0.01"), "bonus.tiers[1].rate", "-0.01 is outside [0, 1]"),
     ("bonus.tiers[1].code", "silver", "bonus.tiers[1].code", "duplicate code 'silver' (also bonus.tiers[0])"),
     ("bonus.tiers[1].code", "зол", "bonus.tiers[1].code", "is not a code"),
+    ("bonus.tiers[1].code", "g" * 65, "bonus.tiers[1].code", "is 65 characters long; a code has at most 64"),
+    ("discount.levels[1].code", "l" * 80, "discount.levels[1].code", "a code has at most 64"),
     ("bonus.tiers[1].name", "  ", "bonus.tiers[1].name", "must not be empty"),
     ("bonus.tiers", [], "bonus.tiers", "the bonus program is enabled but has no tiers"),
     ("bonus.tiers[1].threshold", -5, "bonus.tiers[1].threshold", "must be at least 0"),

@@ -245,3 +245,33 @@ def test_a_database_written_by_an_older_version_sends_nothing_twice(
     with db_engine.connect() as conn:
         history = conn.execute(select(t.level_history).where(t.level_history.c.customer_id == "z")).fetchall()
     assert len([k for k, reason in events if reason in LEVEL_REASONS]) == len(history)
+
+
+def test_keys_longer_than_the_column_are_stored_whole_in_meaning(db_engine: Engine) -> None:
+    """A key over 200 characters (a level key naming two 64-character codes and a long DataVersion)
+    is stored shortened with a hash: after a reload the same key is still recognised as sent, and
+    two keys that differ only past the cut stay two events (cut at 200 they collided)."""
+    from bridge.domain.ledger import KEY_MAX, stored_key
+
+    store = LedgerStore(db_engine)
+    head = "level:promotion:2026-01-31T21:00:00+00:00:" + "b" * 64 + ">" + "f" * 64 + ":doc:o3@"
+    first, second = head + "A" * 100 + "1", head + "A" * 100 + "2"
+    assert len(first) > KEY_MAX and first[:KEY_MAX] == second[:KEY_MAX]
+
+    def emitted(*keys: str) -> list[str]:
+        with store.transaction() as conn:
+            store.lock_customer(conn, "z", FEB1)
+            book = store.load_book(conn, "z", [], keys=True)
+            for key in keys:
+                book.emit(Event(Reason.LEVEL_CHANGED, "z", key, FEB1))
+            new = [e.key for e in book.new_events]
+            store.save_book(conn, book, FEB1)
+        return new
+
+    assert emitted(first, second) == [stored_key(first), stored_key(second)]
+    assert emitted(first, second, first) == []  # after a reload: both already sent
+    with db_engine.connect() as conn:
+        kept = conn.execute(select(t.events.c.key).where(t.events.c.customer_id == "z")).scalars().all()
+    assert sorted(kept) == sorted([stored_key(first), stored_key(second)])
+    assert all(len(k) == KEY_MAX and k.startswith(head[:135]) for k in kept)
+    assert stored_key(head) == head  # a key that fits is kept as it is
