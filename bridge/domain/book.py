@@ -169,10 +169,10 @@ class Book:
 
         Keys are compared (and stored) in canonical form (``ledger.canonical_key``), a long one
         shortened with a hash (``ledger.stored_key``); the store loads ``sent_keys`` in that form
-        too. ``legacy`` are the keys older versions gave the same
-        event (``ledger.legacy_level_key``): one of them stored counts as sent, but only the
-        event's own key is recorded, so a later, distinct event with the same legacy form is not
-        held back by it.
+        too. ``legacy`` are the keys older versions gave the same event
+        (``ledger.legacy_level_key``): one of them stored counts as sent, but only the event's own
+        key is recorded, so a later, distinct event with the same legacy form is not held back by
+        it.
         """
         key = stored_key(canonical_key(event.key))
         if key in self.sent_keys or any(stored_key(canonical_key(k)) in self.sent_keys for k in legacy):

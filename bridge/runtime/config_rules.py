@@ -109,8 +109,7 @@ def code(value: str) -> str:
     if not _CODE.match(value):
         fail(f"{value!r} is not a code (Latin letters, digits, _ . -); use e.g. gold or fan")
     if len(value) > CODE_MAX:
-        # Longer codes do not fit the state database (PostgreSQL refuses them), and the event keys
-        # built from two of them would be cut at 200 characters and stop matching.
+        # Longer codes do not fit the state database's code columns (PostgreSQL refuses them).
         fail(f"{value[:20]!r}… is {len(value)} characters long; a code has at most {CODE_MAX}")
     return value
 

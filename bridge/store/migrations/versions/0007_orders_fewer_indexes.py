@@ -3,13 +3,15 @@ writes (the commit is most of a unit's time on SQLite).
 
 * ``ix_orders_customer_id`` goes: every query of a customer's orders asks for the **open** ones,
   so the partial index of open orders now leads with the customer (``customer_id, doc_date, id,
-  version``); the idle cycle's scan of all open orders still reads only that index.
+  version, status``: the trailing status makes it covering on SQLite 3.40); the idle cycle's scan
+  of all open orders still reads only that index.
 * ``ix_orders_close_time`` goes: an order closes (``close_time``) in the unit of work that writes
   its row, so ``updated_at`` (which that unit sets) is never earlier, and "closed or changed since"
   is "``updated_at`` since". The save keeps it so where a close time lies ahead of the write (a
   document dated ahead, imported as history: its close time is its date), and this migration
   brings older rows to it.
-* ``ix_orders_updated_at`` no longer carries ``close_time``.
+* ``ix_orders_updated_at`` no longer carries ``close_time`` and is ordered ``updated_at, doc_date``
+  (a backlog applied in document order inserts near its end).
 
 Revision ID: 0007
 Revises: 0006
