@@ -26,6 +26,7 @@ from bridge.domain.model import Card, CardStatus, Order, ReturnDoc
 from bridge.domain.present import customer_view, order_view
 from bridge.domain.views import CustomerView, OrderView
 from bridge.errors import DocumentError
+from bridge.store import tracking
 from bridge.store.ledger import LedgerStore
 
 log = structlog.get_logger(__name__)
@@ -152,7 +153,7 @@ class Engine:
         """The warehouse handed the card out: the card is ``issued``, open orders stop asking for one."""
         with self.store.transaction() as conn:
             self.store.lock_customer(conn, customer_id, now)
-            order_ids = self.store.open_orders(conn, customer_id)
+            order_ids = tracking.open_order_ids(conn, customer_id)
             book = self.store.load_book(conn, customer_id, order_ids, history=self._history)
             if book.card is None or book.card.status is CardStatus.ISSUED:
                 return Applied(True, customer_id)

@@ -244,10 +244,6 @@ class LedgerStore:
     def customer_card(self, conn: Connection, customer_id: str) -> str | None:
         return conn.execute(select(t.cards.c.number).where(t.cards.c.customer_id == customer_id)).scalar()
 
-    def open_orders(self, conn: Connection, customer_id: str) -> list[str]:
-        """The customer's open orders, in document order (not the heap's)."""
-        return list(conn.execute(t.OPEN_ORDERS_OF, {"b_id": customer_id}).scalars())
-
     def customer_by_card(self, conn: Connection, number: str) -> str | None:
         return conn.execute(select(t.cards.c.customer_id).where(t.cards.c.number == number)).scalar()
 

@@ -261,7 +261,7 @@ def quarantined_ids(conn: Connection) -> set[str]:
 
 
 def open_order_ids(conn: Connection, customer_id: str) -> list[str]:
-    """The customer's orders the bridge last saw open (being assembled)."""
+    """The customer's orders the bridge last saw open (being assembled), in document order."""
     return list(conn.execute(t.OPEN_ORDERS_OF, {"b_id": customer_id}).scalars())
 
 
