@@ -292,7 +292,6 @@ def call_with_retry(
         UnavailableError: attempts or deadline exhausted; ``__cause__`` and ``fields['cause']`` hold
             the last error, ``fields['attempts']`` the number of attempts.
     """
-    jitter = rng if rng is not None else random.Random()
     started = clock()
 
     def attempt() -> T:
@@ -300,6 +299,24 @@ def call_with_retry(
             return fn()
         except requests.RequestException as exc:
             raise classify_exception(exc) from exc
+
+    # The first attempt runs bare: nearly every call succeeds at once, and building the retrier
+    # (tenacity's state, a seeded ``Random``) cost more than a loopback request's own Python. A
+    # retryable failure hands over to the retrier, whose first attempt re-raises that very failure
+    # (no second call), so attempts, waits, the deadline and ``on_retry`` are exactly as before.
+    try:
+        return attempt()
+    except Exception as exc:
+        if not _is_retryable(exc):
+            raise
+        first: list[BaseException] = [exc]
+
+    def again() -> T:
+        if first:
+            raise first.pop()
+        return attempt()
+
+    jitter = rng if rng is not None else random.Random()
 
     def wait(state: tenacity.RetryCallState) -> float:
         assert state.outcome is not None
@@ -331,7 +348,7 @@ def call_with_retry(
         reraise=False,
     )
     try:
-        return retryer(attempt)
+        return retryer(again)
     except tenacity.RetryError as gave_up:
         last = gave_up.last_attempt.exception()
         attempts = gave_up.last_attempt.attempt_number

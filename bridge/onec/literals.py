@@ -23,7 +23,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from decimal import Decimal
-from urllib.parse import quote
+from functools import lru_cache
+from urllib.parse import quote, unquote
 
 __all__ = [
     "DEFAULT_URL_BUDGET",
@@ -260,7 +261,25 @@ def entity_path(entity_set: str) -> str:
 
 def key_path(entity_set: str, key: str | uuid.UUID) -> str:
     """Encoded path of one entity: ``Document_…(guid'…')``."""
-    return encode(f"{entity_set}({guid_literal(key)})")
+    # ``guid'…'`` and the parentheses are all SAFE characters: only the set's name needs encoding,
+    # once per name (it is most of an entity request's own work before the HTTP stack).
+    return f"{_encoded_name(entity_set)}({guid_literal(key)})"
+
+
+@lru_cache(maxsize=256)
+def _encoded_name(entity_set: str) -> str:
+    return encode(entity_set)
+
+
+def readable_path(path: str) -> str:
+    """An encoded path as people read it (``Document_ЗаказКлиента(guid'…')``), for messages."""
+    name, paren, rest = path.partition("(")
+    return _decoded_name(name) + paren + (unquote(rest) if "%" in rest else rest)
+
+
+@lru_cache(maxsize=256)
+def _decoded_name(name: str) -> str:
+    return unquote(name)
 
 
 def query_string(

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import requests
 import structlog
@@ -63,6 +63,7 @@ from bridge.onec.literals import (
     key_path,
     lt,
     query_string,
+    readable_path,
 )
 from bridge.onec.odata_windows import FetchPage, iter_pages, walk_windows
 
@@ -160,7 +161,7 @@ class ODataClient:
         Parsing belongs inside the attempt: a truncated body is a transport fault worth a retry.
         """
         url = self.base_url + path + (f"?{query}" if query else "")
-        what = f"{method} {unquote(path)}"
+        what = f"{method} {readable_path(path)}"
         write = kind != "read"
         idempotent = kind != "create"
         sent_headers = {"Accept": "application/json" if expect == "json" else "application/xml, */*"}
@@ -287,7 +288,7 @@ class ODataClient:
     def _rows(self, path: str, query: str) -> list[dict[str, Any]]:
         payload = self._json("GET", path, query)
         rows = payload.get("value") if isinstance(payload, dict) else None
-        what = unquote(path)
+        what = readable_path(path)
         if not isinstance(rows, list):
             raise FatalHTTPError(f"GET {what}: expected a JSON object with 'value' rows from 1C")
         return [self._row(row, what) for row in rows]

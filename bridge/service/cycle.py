@@ -203,7 +203,7 @@ class Cycle:
                 break
             result.deliveries[channel.name] = deliver_channel(
                 channel.name,
-                self.engine.store.engine.begin,
+                self.engine.store.transaction,
                 channel.send,
                 now,
                 max_age_hours=channel.max_age_hours,

@@ -81,6 +81,17 @@ STATEMENTS = {
     "card_number": "SELECT number FROM cards WHERE number = ?",
     "mark_processed": "INSERT INTO processed (doc_id, version, customer_id, processed_at) "
     "VALUES (?, ?, ?, ?)",
+    # The bookkeeping of a delivered message (``outbox.mark_sent``, ``tracking.record_own_version``):
+    # one short transaction per write-back, after 1C answered.
+    "mark_sent": "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, "
+    "last_error = '' WHERE id = ?",
+    "own_processed": "INSERT INTO processed (doc_id, version, customer_id, processed_at) "
+    "VALUES (?, ?, NULL, ?) ON CONFLICT (doc_id, version) DO UPDATE SET "
+    "customer_id = excluded.customer_id, processed_at = excluded.processed_at",
+    "own_order_version": "UPDATE orders SET version = ? WHERE id = ?",
+    "own_partner_version": "UPDATE customers SET onec_version = ? WHERE id = ?",
+    "own_card_version": "UPDATE cards SET onec_version = ? WHERE onec_id = ?",
+    "card_onec_id": "UPDATE cards SET onec_id = ? WHERE number = ?",
 }
 CUSTOMER_COLUMNS = tuple(
     "level_code level_valid_until level_since level_promoted_by level_previous next_due_at updated_at".split()

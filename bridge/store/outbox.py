@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.expression import Select
 
 from bridge.store import schema as t
+from bridge.store.hot import bind_time, driver, errors
 from bridge.store.schema import time_param
 
 PENDING, SENT, DEAD, SUPERSEDED = "pending", "sent", "dead", "superseded"
@@ -120,11 +121,6 @@ _DUE: Select[Any] = (
     )
     .order_by(t.outbox.c.next_attempt_at, t.outbox.c.id)
     .limit(bindparam("b_limit"))
-)
-_MARK_SENT = (
-    t.outbox.update()
-    .where(t.outbox.c.id == bindparam("b_id"))
-    .values(status=SENT, sent_at=bindparam("b_now"), attempts=t.outbox.c.attempts + 1, last_error="")
 )
 _MARK_RETRY = (
     t.outbox.update()
@@ -290,7 +286,10 @@ def due(conn: Connection, channel: str, now: datetime, limit: int = 100) -> list
 
 
 def mark_sent(conn: Connection, message_id: int, now: datetime) -> None:
-    conn.execute(_MARK_SENT, {"b_id": message_id, "b_now": now})
+    # On the driver (``bridge.store.hot``): it runs after every delivered message.
+    db, sql = driver(conn)
+    with errors(conn, "mark_sent"):
+        db.execute(sql.s["mark_sent"], (bind_time(now, sql.pg), message_id))
 
 
 def mark_retry(conn: Connection, message_id: int, next_at: datetime, error: str) -> None:

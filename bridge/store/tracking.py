@@ -26,24 +26,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bridge.store import schema as t
+from bridge.store.hot import bind_time, driver, errors
 
 # The statements run for every document or write-back, built once (as in ``bridge.store.ledger``):
 # each execution then skips SQLAlchemy's statement construction and cache-key generation.
 _CURSOR = select(t.cursors.c.value).where(t.cursors.c.name == bindparam("b_name"))
-_ORDER_VERSION = (
-    t.orders.update().where(t.orders.c.id == bindparam("b_id")).values(version=bindparam("b_version"))
-)
-_PARTNER_VERSION = (
-    t.customers.update()
-    .where(t.customers.c.id == bindparam("b_id"))
-    .values(onec_version=bindparam("b_version"))
-)
-_CARD_VERSION = (
-    t.cards.update().where(t.cards.c.onec_id == bindparam("b_id")).values(onec_version=bindparam("b_version"))
-)
-_CARD_ONEC_ID = (
-    t.cards.update().where(t.cards.c.number == bindparam("b_number")).values(onec_id=bindparam("b_onec_id"))
-)
 _SET_CONTACTS = (
     t.customers.update()
     .where(t.customers.c.id == bindparam("b_id"))
@@ -67,21 +54,13 @@ _QUARANTINED_IDS = select(t.quarantine.c.doc_id)
 
 @cache
 def _dialect_statements(name: str) -> dict[str, Any]:
-    """The ``ON CONFLICT`` upserts, built once per dialect."""
+    """The cursor's ``ON CONFLICT`` upsert, built once per dialect."""
     dialect = postgresql if name == "postgresql" else sqlite
     cursor = dialect.insert(t.cursors)
-    processed = dialect.insert(t.processed)
     return {
         "cursor": cursor.on_conflict_do_update(
             index_elements=["name"],
             set_={"value": cursor.excluded.value, "updated_at": cursor.excluded.updated_at},
-        ),
-        "processed": processed.on_conflict_do_update(
-            index_elements=["doc_id", "version"],
-            set_={
-                "customer_id": processed.excluded.customer_id,
-                "processed_at": processed.excluded.processed_at,
-            },
         ),
     }
 
@@ -176,27 +155,31 @@ def versions(conn: Connection, entity: str, keys: Collection[str]) -> dict[str, 
 
 
 def set_card_version(conn: Connection, onec_id: str, version: str) -> None:
-    conn.execute(_CARD_VERSION, {"b_id": onec_id, "b_version": version})
+    db, sql = driver(conn)
+    with errors(conn, "set_card_version"):
+        db.execute(sql.s["own_card_version"], (version, onec_id))
+
+
+# The bookkeeping after each write-back runs on the driver (``bridge.store.hot``): through Core,
+# its two statements cost more than the rest of the transaction.
+_OWN_VERSION = {"orders": "own_order_version", "partners": "own_partner_version", "cards": "own_card_version"}
 
 
 def record_own_version(conn: Connection, obj: str, key: str, version: str, now: datetime) -> None:
     """Remember a DataVersion the bridge's own write produced, so reading it back changes nothing."""
-    if not version:
+    if not version or obj not in _OWN_VERSION:
         return
-    if obj == "orders":
-        conn.execute(
-            _dialect_statements(conn.dialect.name)["processed"],
-            {"doc_id": key, "version": version, "customer_id": None, "processed_at": now},
-        )
-        conn.execute(_ORDER_VERSION, {"b_id": key, "b_version": version})
-    elif obj == "partners":
-        conn.execute(_PARTNER_VERSION, {"b_id": key, "b_version": version})
-    elif obj == "cards":
-        set_card_version(conn, key, version)
+    db, sql = driver(conn)
+    with errors(conn, "record_own_version"):
+        if obj == "orders":
+            db.execute(sql.s["own_processed"], (key, version, bind_time(now, sql.pg)))
+        db.execute(sql.s[_OWN_VERSION[obj]], (version, key))
 
 
 def set_card_onec_id(conn: Connection, number: str, onec_id: str) -> None:
-    conn.execute(_CARD_ONEC_ID, {"b_number": number, "b_onec_id": onec_id})
+    db, sql = driver(conn)
+    with errors(conn, "set_card_onec_id"):
+        db.execute(sql.s["card_onec_id"], (onec_id, number))
 
 
 def set_contacts(

@@ -33,6 +33,7 @@ from bridge.onec.literals import (
     number_literal,
     or_,
     query_string,
+    readable_path,
     string_literal,
 )
 
@@ -51,6 +52,16 @@ def test_key_path_keeps_parentheses_and_quotes() -> None:
     assert key_path("Catalog_Партнеры", KEY.upper()) == (
         "Catalog_%D0%9F%D0%B0%D1%80%D1%82%D0%BD%D0%B5%D1%80%D1%8B(guid'" + KEY + "')"
     )
+
+
+@given(st.text(min_size=1, max_size=40).filter(lambda s: "(" not in s), st.uuids())
+def test_key_path_is_the_whole_path_encoded_and_reads_back(entity_set: str, key: uuid.UUID) -> None:
+    # key_path encodes only the set's name (the rest is SAFE); the bytes must be those of
+    # encoding the whole path, and readable_path must give back what unquote gives.
+    path = key_path(entity_set, key)
+    assert path == encode(f"{entity_set}({guid_literal(key)})")
+    assert readable_path(path) == unquote(path) == f"{entity_set}({guid_literal(key)})"
+    assert readable_path(encode(entity_set) + "?$top=1") == unquote(encode(entity_set) + "?$top=1")
 
 
 def test_guid_literal_validates_and_lowercases() -> None:
