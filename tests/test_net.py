@@ -237,6 +237,36 @@ def test_deadline_stops_before_the_sleep_that_would_cross_it() -> None:
     assert info.value.fields["attempts"] == 3
 
 
+def test_first_failure_is_counted_once_when_handed_to_the_retrier() -> None:
+    # The first attempt runs outside tenacity; the retrier re-raises its failure as its own first
+    # attempt, without calling again: one attempt allowed means one call.
+    clock = FakeClock()
+    calls: list[int] = []
+    reported: list[tuple[int, float]] = []
+
+    def fn() -> None:
+        calls.append(1)
+        raise TransientError("down", status=503)
+
+    with pytest.raises(UnavailableError) as info:
+        call_with_retry(fn, RetryPolicy(max_attempts=1), sleep=clock.sleep, clock=clock)
+    assert calls == [1] and clock.sleeps == [] and info.value.fields["attempts"] == 1
+
+    calls.clear()
+    policy = RetryPolicy(max_attempts=3, base_s=1.0, cap_s=10.0, deadline_s=None)
+    with pytest.raises(UnavailableError) as info:
+        call_with_retry(
+            fn,
+            policy,
+            sleep=clock.sleep,
+            rng=MaxRng(),
+            clock=clock,
+            on_retry=lambda n, delay, _e: reported.append((n, delay)),
+        )
+    assert calls == [1, 1, 1] and info.value.fields["attempts"] == 3
+    assert reported == [(1, 1.0), (2, 2.0)]
+
+
 @pytest.mark.parametrize(
     "error",
     [FatalHTTPError("no", status=400), OutcomeUnknownError("sent"), UnavailableError("gone"), KeyError("x")],

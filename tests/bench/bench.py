@@ -328,6 +328,39 @@ class Recorder:
         session.request = request  # type: ignore[method-assign]
 
 
+class Phases:
+    """Times the cycle's two phases: processing the documents, then delivering the outbox (the
+    cycle's calls of ``deliver_channel``, wrapped for the run)."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.delivery = self.delivery_waited = 0.0
+        self.processing = self.processing_waited = 0.0
+
+    @contextmanager
+    def timing(self) -> Iterator[None]:
+        import bridge.service.cycle as cycle_module
+
+        original = cycle_module.deliver_channel
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started, waited = time.perf_counter(), self.recorder.waited
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.delivery += time.perf_counter() - started
+                self.delivery_waited += self.recorder.waited - waited
+
+        cycle_module.deliver_channel = timed  # type: ignore[assignment]
+        started, waited = time.perf_counter(), self.recorder.waited
+        try:
+            yield
+        finally:
+            cycle_module.deliver_channel = original
+            self.processing = time.perf_counter() - started - self.delivery
+            self.processing_waited = self.recorder.waited - waited - self.delivery_waited
+
+
 def new_world(folder: Path, url: str, sim: Any, clock: list[datetime]) -> tuple[Config, Cycle, Recorder]:
     config = make_config(sim, url, folder)
     cycle = build_cycle(config, clock=lambda: clock[0])
@@ -375,10 +408,12 @@ def bench_cycle(
         _config, cycle, session = new_world(folder, url, sim, clock)
         sim_stats(sim, reset=True)
         prof = cProfile.Profile() if profile else None
+        phases = Phases(session)
         started, cpu_started = time.perf_counter(), time.process_time()
         if prof:
             prof.enable()
-        result = cycle.run(StopToken())
+        with phases.timing():
+            result = cycle.run(StopToken())
         if prof:
             prof.disable()
             where["b"] = top_functions(prof)
@@ -410,6 +445,12 @@ def bench_cycle(
     report.add("b", "effective 1C writes (changed something)", f"{effective}")
     report.add("b", "1C requests by kind", stats["kinds"])
     report.add("b", "cycle: seconds inside requests", f"{waited:.1f}")
+    report.add(
+        "b",
+        "cycle: processing / delivery, seconds (of which inside requests)",
+        f"{phases.processing:.1f} ({phases.processing_waited:.1f}) / "
+        f"{phases.delivery:.1f} ({phases.delivery_waited:.1f})",
+    )
     report.add("b", f"I/O floor: the same {sent} requests, bridge's HTTP stack: seconds", f"{floor_s:.1f}")
     # Where the seconds are spent: the simulator is another process, so the difference between
     # wall clock and this process's CPU is (mostly) 1C answering. The floor's CPU is the HTTP stack.
