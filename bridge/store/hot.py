@@ -92,6 +92,11 @@ STATEMENTS = {
     "own_partner_version": "UPDATE customers SET onec_version = ? WHERE id = ?",
     "own_card_version": "UPDATE cards SET onec_version = ? WHERE onec_id = ?",
     "card_onec_id": "UPDATE cards SET onec_id = ? WHERE number = ?",
+    # What the cycle asks before every order (``tracking.customer_known``) and writes for a partner
+    # it read (``tracking.set_contacts``).
+    "customer_known": "SELECT (SELECT onec_version FROM customers WHERE id = ?), "
+    "EXISTS (SELECT 1 FROM cards WHERE customer_id = ?)",
+    "set_contacts": "UPDATE customers SET name = ?, phone = ?, email = ?, onec_version = ? WHERE id = ?",
 }
 CUSTOMER_COLUMNS = tuple(
     "level_code level_valid_until level_since level_promoted_by level_previous next_due_at updated_at".split()

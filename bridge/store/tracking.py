@@ -16,7 +16,6 @@ from sqlalchemy import (
     Engine,
     String,
     bindparam,
-    exists,
     func,
     literal_column,
     select,
@@ -31,23 +30,9 @@ from bridge.store.hot import bind_time, driver, errors
 # The statements run for every document or write-back, built once (as in ``bridge.store.ledger``):
 # each execution then skips SQLAlchemy's statement construction and cache-key generation.
 _CURSOR = select(t.cursors.c.value).where(t.cursors.c.name == bindparam("b_name"))
-_SET_CONTACTS = (
-    t.customers.update()
-    .where(t.customers.c.id == bindparam("b_id"))
-    .values(
-        name=bindparam("b_name"),
-        phone=bindparam("b_phone"),
-        email=bindparam("b_email"),
-        onec_version=bindparam("b_version"),
-    )
-)
 _CONTACTS = select(
     t.customers.c.name, t.customers.c.phone, t.customers.c.email, t.customers.c.onec_version
 ).where(t.customers.c.id == bindparam("b_id"))
-_KNOWN = select(
-    select(t.customers.c.onec_version).where(t.customers.c.id == bindparam("b_id")).scalar_subquery(),
-    exists().where(t.cards.c.customer_id == bindparam("b_id")),
-)
 _RELEASE = t.quarantine.delete().where(t.quarantine.c.doc_id == bindparam("b_id"))
 _QUARANTINED_IDS = select(t.quarantine.c.doc_id)
 
@@ -185,10 +170,9 @@ def set_card_onec_id(conn: Connection, number: str, onec_id: str) -> None:
 def set_contacts(
     conn: Connection, customer_id: str, *, name: str, phone: str | None, email: str | None, version: str
 ) -> None:
-    conn.execute(
-        _SET_CONTACTS,
-        {"b_id": customer_id, "b_name": name, "b_phone": phone, "b_email": email, "b_version": version},
-    )
+    db, sql = driver(conn)
+    with errors(conn, "set_contacts"):
+        db.execute(sql.s["set_contacts"], (name, phone, email, version, customer_id))
 
 
 def contacts(conn: Connection, customer_id: str) -> dict[str, Any]:
@@ -201,7 +185,9 @@ def contacts(conn: Connection, customer_id: str) -> dict[str, Any]:
 def customer_known(conn: Connection, customer_id: str) -> tuple[str | None, bool]:
     """The partner's DataVersion the bridge last read (None when never read) and whether the
     customer has a card, in one round trip (what the cycle asks before every order)."""
-    version, has_card = conn.execute(_KNOWN, {"b_id": customer_id}).one()
+    db, sql = driver(conn)
+    with errors(conn, "customer_known"):
+        version, has_card = db.execute(sql.s["customer_known"], (customer_id, customer_id)).fetchone()
     return version, bool(has_card)
 
 
