@@ -461,6 +461,71 @@ def bench_cycle(
     return where
 
 
+def bench_split(report: Report, sizes: dict[str, int], folder: Path) -> None:
+    """(b), an experiment: the delivery in a second process, draining the outbox while the first
+    one still processes the documents. The daemon does not work this way; this measures what such
+    a design could gain here (README "Left to do"). Beside it, the same backlog as one cycle."""
+    n, customers = sizes["orders"], sizes["customers"]
+    for split in (False, True):
+        with simulator(n, customers, False) as sim, database("sqlite", folder, None) as url:
+            _config, cycle, _session = new_world(folder, url, sim, [NOW])
+            sim_stats(sim, reset=True)
+            done = folder / f"processed-{uuid.uuid4().hex[:6]}"
+            child = None
+            if split:
+                cycle.channels = []  # the child delivers
+                child = subprocess.Popen(
+                    [sys.executable, __file__, "--deliver-child", sim.odata_url, url, str(folder), str(done)],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            started = time.perf_counter()
+            result = cycle.run(StopToken())
+            processed = time.perf_counter() - started
+            delivered = ""
+            if child is not None:
+                done.write_text("done")
+                delivered = child.communicate()[0].strip()
+            elapsed = time.perf_counter() - started
+            stats = sim_stats(sim)
+        assert result.documents_failed == 0, result.failures[:3]
+        how = "split: delivery in a 2nd process" if split else "one process (as the daemon)"
+        report.add(
+            "b",
+            f"{how}: seconds, processing done at; 1C requests / effective writes",
+            f"{elapsed:.1f}, {processed:.1f}; {stats['total']} / {stats['effective']}",
+            delivered,
+        )
+
+
+def deliver_child(odata_url: str, url: str, folder: str, done: str) -> None:
+    """The split experiment's delivery process: deliver the onec outbox until the other process
+    has finished processing and nothing is left; print the messages sent and the passes."""
+    from bridge.service.delivery import deliver_channel
+
+    quiet_logs()
+    _config, cycle, _session = new_world(Path(folder), url, _Remote(odata_url), [NOW])
+    channel = cycle.channels[0]
+    sent = passes = 0
+    flag = Path(done)
+    while True:
+        finished = flag.exists()
+        stats = deliver_channel(
+            channel.name,
+            cycle.engine.store.transaction,
+            channel.send,
+            NOW,
+            max_age_hours=channel.max_age_hours,
+        )
+        passes += 1
+        sent += stats.sent
+        if finished and stats.requests == 0:
+            break
+        if stats.requests == 0:
+            time.sleep(0.002)
+    print(f"{sent} messages in {passes} passes")
+
+
 @contextmanager
 def simulator(orders: int, customers: int, in_process: bool) -> Iterator[Any]:
     """The bench's infobase (``populate``), served in this process or in a child process."""
@@ -739,7 +804,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--memory-child", nargs=2, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="(b), an experiment: also run the cycle with the delivery in a second process",
+    )
+    parser.add_argument("--deliver-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.deliver_child:
+        deliver_child(*args.deliver_child)
+        return 0
     if args.memory_child:
         memory_child(*args.memory_child)
         return 0
@@ -774,6 +848,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, step in steps:
             if name in parts:
                 step()
+        if args.split:
+            bench_split(report, sizes, folder)
     print()
     print(report.table())
     for name, text_ in where.items():
