@@ -506,8 +506,17 @@ def deliver_child(odata_url: str, url: str, folder: str, done: str) -> None:
     quiet_logs()
     _config, cycle, _session = new_world(Path(folder), url, _Remote(odata_url), [NOW])
     channel = cycle.channels[0]
-    sent = passes = 0
     flag = Path(done)
+    seen = {"sends": 0, "while_processing": -1}
+
+    def before_send() -> bool:  # deliver_channel asks before every send
+        if seen["while_processing"] < 0 and flag.exists():
+            seen["while_processing"] = seen["sends"]
+        seen["sends"] += 1
+        return False
+
+    sent = passes = 0
+    started = time.perf_counter()
     while True:
         finished = flag.exists()
         stats = deliver_channel(
@@ -516,6 +525,7 @@ def deliver_child(odata_url: str, url: str, folder: str, done: str) -> None:
             channel.send,
             NOW,
             max_age_hours=channel.max_age_hours,
+            stop=before_send,
         )
         passes += 1
         sent += stats.sent
@@ -523,7 +533,10 @@ def deliver_child(odata_url: str, url: str, folder: str, done: str) -> None:
             break
         if stats.requests == 0:
             time.sleep(0.002)
-    print(f"{sent} messages in {passes} passes")
+    print(
+        f"{sent} messages in {passes} passes, {time.perf_counter() - started:.1f} s after the child's start; "
+        f"{seen['while_processing']} of them sent while the other process still processed"
+    )
 
 
 @contextmanager
