@@ -1,6 +1,6 @@
 """The bridge's benchmark, run by hand (not a pytest test):
 
-    python tests/bench/bench.py [--quick] [--pg URL] [--only a,b,c,d,e] [--profile]
+    python tests/bench/bench.py [--quick] [--pg URL] [--only a,b,c,d,e,split] [--profile]
 
 (a) rules + ledger alone (``Engine.apply_order`` over domain orders, no HTTP): orders/s on SQLite
     and, with ``--pg``, PostgreSQL;
@@ -800,7 +800,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pg", metavar="URL", help="also PostgreSQL, e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test"
     )
-    parser.add_argument("--only", default="a,b,c,d,e", help="parts to run, e.g. a,b")
+    parser.add_argument(
+        "--only",
+        default="a,b,c,d,e",
+        help="parts to run, e.g. a,b; 'split' (not in the default) is (b)'s experiment with the "
+        "delivery in a second process",
+    )
     parser.add_argument("--profile", action="store_true", help="print where the time of (a) and (b) goes")
     parser.add_argument(
         "--repeat",
@@ -817,11 +822,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--memory-child", nargs=2, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--split",
-        action="store_true",
-        help="(b), an experiment: also run the cycle with the delivery in a second process",
-    )
     parser.add_argument("--deliver-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.deliver_child:
@@ -858,11 +858,10 @@ def main(argv: list[str] | None = None) -> int:
             ("d", lambda: bench_memory(report, sizes)),
             ("e", lambda: bench_balance(report, sizes, folder, args.pg)),
         ]
+        steps.append(("split", lambda: bench_split(report, sizes, folder)))
         for name, step in steps:
             if name in parts:
                 step()
-        if args.split:
-            bench_split(report, sizes, folder)
     print()
     print(report.table())
     for name, text_ in where.items():
