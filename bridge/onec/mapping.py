@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, model_validator
 
 from bridge.errors import ConfigError, ContractError
 
@@ -31,13 +31,6 @@ ValueType = Literal["number", "string", "date", "boolean"]
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _names_model(name: str, required: str, optional: str = "") -> type[_Model]:
-    """A section that only names 1C fields: ``required`` must be given, ``optional`` may be null."""
-    fields: dict[str, Any] = {k: (Name, ...) for k in required.split()}
-    fields.update({k: (Name | None, None) for k in optional.split()})
-    return create_model(name, __base__=_Model, __module__=__name__, **fields)
 
 
 class Target(_Model):
@@ -59,7 +52,8 @@ class Target(_Model):
 
 
 class _Targets(_Model):
-    """A group of targets; ``expected`` gives each one's value type."""
+    """A group of targets; ``expected`` gives each one's value type. A target is a required key
+    (null switches it off) unless it has a default."""
 
     expected: ClassVar[dict[str, str]] = {}
 
@@ -70,14 +64,6 @@ class _Targets(_Model):
             if target is not None and target.type != kind:
                 raise ValueError(f"{key} holds a {kind}: set its type to {kind}")
         return self
-
-
-def _targets_model(name: str, expected: dict[str, str], optional: str = "") -> type[_Targets]:
-    """Targets are required keys (null switches one off) unless listed in ``optional``."""
-    fields: dict[str, Any] = {k: (Target | None, None if k in optional.split() else ...) for k in expected}
-    model = create_model(name, __base__=_Targets, __module__=__name__, **fields)
-    model.expected = expected
-    return model
 
 
 def _types(spec: str) -> dict[str, str]:
@@ -94,34 +80,152 @@ PARTNER_WRITE_TYPES = _types(
     " level_history:string"
 )
 
-AttributeChart = _names_model(
-    "AttributeChart",
-    "entity_set description_field section property_field value_field type_field",
-    "title_field deletion_mark_field text_field",
-)
-OrderFields = _names_model(
-    "OrderFields", "id version number date posted deleted customer", "card document_total price_includes_vat"
-)
-LineFields = _names_model(
-    "LineFields",
-    "line_no product quantity amount",
-    "price manual_percent manual_amount auto_percent auto_amount vat_amount amount_with_vat cancelled",
-)
-OrderRead = _targets_model("OrderRead", ORDER_READ_TYPES, optional="card_number card_holder_name")
-OrderWrite = _targets_model("OrderWrite", ORDER_WRITE_TYPES)
-ReturnFields = _names_model("ReturnFields", "id version number date posted deleted customer sale")
-ReturnLineFields = _names_model("ReturnLineFields", "product quantity amount")
-SaleFields = _names_model("SaleFields", "id order")
-PartnerFields = _names_model("PartnerFields", "id version name", "deleted")
-Contacts = _names_model(
-    "Contacts", "section type_field phone_type email_type presentation_field", "phone_field email_field"
-)
-PartnerWrite = _targets_model("PartnerWrite", PARTNER_WRITE_TYPES)
-ProductFields = _names_model("ProductFields", "id name parent is_folder", "type category")
-CatalogRef = _names_model("CatalogRef", "entity_set name_field")
-CardFields = _names_model("CardFields", "id kind number status customer", "magnetic_code name deleted")
-CardStatusValues = _names_model("CardStatusValues", "active annulled")
-CardRead = _targets_model("CardRead", {"issued": "boolean"})
+# The sections that only name 1C fields: a field without a default must be given, one with a
+# default may be null.
+
+
+class AttributeChart(_Model):
+    entity_set: Name
+    description_field: Name
+    section: Name
+    property_field: Name
+    value_field: Name
+    type_field: Name
+    title_field: Name | None = None
+    deletion_mark_field: Name | None = None
+    text_field: Name | None = None
+
+
+class OrderFields(_Model):
+    id: Name
+    version: Name
+    number: Name
+    date: Name
+    posted: Name
+    deleted: Name
+    customer: Name
+    card: Name | None = None
+    document_total: Name | None = None
+    price_includes_vat: Name | None = None
+
+
+class LineFields(_Model):
+    line_no: Name
+    product: Name
+    quantity: Name
+    amount: Name
+    price: Name | None = None
+    manual_percent: Name | None = None
+    manual_amount: Name | None = None
+    auto_percent: Name | None = None
+    auto_amount: Name | None = None
+    vat_amount: Name | None = None
+    amount_with_vat: Name | None = None
+    cancelled: Name | None = None
+
+
+class OrderRead(_Targets):
+    expected: ClassVar[dict[str, str]] = ORDER_READ_TYPES
+    redeem_requested: Target | None
+    card_number: Target | None = None
+    card_holder_name: Target | None = None
+
+
+class OrderWrite(_Targets):
+    expected: ClassVar[dict[str, str]] = ORDER_WRITE_TYPES
+    points_spent: Target | None
+    points_earned: Target | None
+    available_from: Target | None
+    issue_card: Target | None
+    message: Target | None
+
+
+class ReturnFields(_Model):
+    id: Name
+    version: Name
+    number: Name
+    date: Name
+    posted: Name
+    deleted: Name
+    customer: Name
+    sale: Name
+
+
+class ReturnLineFields(_Model):
+    product: Name
+    quantity: Name
+    amount: Name
+
+
+class SaleFields(_Model):
+    id: Name
+    order: Name
+
+
+class PartnerFields(_Model):
+    id: Name
+    version: Name
+    name: Name
+    deleted: Name | None = None
+
+
+class Contacts(_Model):
+    section: Name
+    type_field: Name
+    phone_type: Name
+    email_type: Name
+    presentation_field: Name
+    phone_field: Name | None = None
+    email_field: Name | None = None
+
+
+class PartnerWrite(_Targets):
+    expected: ClassVar[dict[str, str]] = PARTNER_WRITE_TYPES
+    tier_name: Target | None
+    points_total: Target | None
+    points_available: Target | None
+    volume: Target | None
+    level_name: Target | None
+    level_percent: Target | None
+    level_valid_until: Target | None
+    period_sum: Target | None
+    missing_to_next_level: Target | None
+    level_history: Target | None
+
+
+class ProductFields(_Model):
+    id: Name
+    name: Name
+    parent: Name
+    is_folder: Name
+    type: Name | None = None
+    category: Name | None = None
+
+
+class CatalogRef(_Model):
+    entity_set: Name
+    name_field: Name
+
+
+class CardFields(_Model):
+    id: Name
+    kind: Name
+    number: Name
+    status: Name
+    customer: Name
+    magnetic_code: Name | None = None
+    name: Name | None = None
+    deleted: Name | None = None
+
+
+class CardStatusValues(_Model):
+    active: Name
+    annulled: Name
+
+
+class CardRead(_Targets):
+    expected: ClassVar[dict[str, str]] = {"issued": "boolean"}
+    issued: Target | None
 
 
 class StatusValues(_Model):
