@@ -10,7 +10,7 @@ bridge.store, bridge.site or bridge.service.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -392,8 +392,8 @@ class Mapping(_Model):
                     target = getattr(section, name)
                     if target is not None:
                         found.append((obj, name, target))
-        group = self.products.margin_group.target
-        return [*found, ("products", "margin_group", group)] if group else found
+        margin = self.products.margin_group.target
+        return [*found, ("products", "margin_group", margin)] if margin else found
 
     def attribute_descriptions(self) -> dict[str, tuple[str, ...]]:
         """Object -> the additional-attribute descriptions the bridge needs on it."""
@@ -418,7 +418,7 @@ class Mapping(_Model):
         vat, cat = o.lines.vat_rate, self.products.categories
         line_fields = [*_names(o.lines.fields), vat.field if vat else None]
         contact_fields = [c.type_field, c.presentation_field, c.phone_field, c.email_field] if c else []
-        table: dict[str, list[str | None]] = {
+        table: dict[str, Sequence[str | None]] = {
             "orders": [*_names(o.fields), o.status.field, *_within(o.lines.section, line_fields)],
             "returns": [
                 *_names(r.fields),
@@ -434,7 +434,7 @@ class Mapping(_Model):
             "vat_rates": [REF_KEY, vat.rate_field if vat else None],
             "categories": [REF_KEY, cat.name_field if cat else None],
         }
-        names = table[obj]
+        names = list(table[obj])
         targets = [t for o_, _, t in self.attribute_targets() if o_ == obj]
         names += [t.field for t in targets if t.field]
         if any(t.attribute for t in targets):
@@ -444,7 +444,7 @@ class Mapping(_Model):
         return [n for n in dict.fromkeys(names) if n]
 
 
-def _within(section: str, names: list[str | None]) -> list[str | None]:
+def _within(section: str, names: Sequence[str | None]) -> list[str | None]:
     return [f"{section}.{n}" for n in names if n]
 
 

@@ -157,7 +157,7 @@ class _CheckedTransport(zeep.Transport):
 
     def post(self, address: str, message: Any, headers: Any) -> requests.Response:
         try:
-            response = super().post(address, message, headers)
+            response: requests.Response = super().post(address, message, headers)
         except requests.RequestException as exc:
             raise classify_exception(exc, url=address, idempotent=self.idempotent) from exc
         if response.status_code >= 400 and not _has_soap_fault(response.content):
@@ -326,9 +326,9 @@ class SoapClient:
         # zeep unwraps a one-element result type: WriteResult arrives as its DataVersion string.
         return result if isinstance(result, str) else str(serialize_object(result, dict)["DataVersion"])
 
-    def _date(self, value: Any) -> datetime | None:
+    def _date(self, raw: Any) -> datetime | None:
         """1C's wall-clock date (empty date → ``None``), aware in ``tz`` when the client has one."""
-        value = datetime.fromisoformat(value) if isinstance(value, str) else value
+        value: datetime | None = datetime.fromisoformat(raw) if isinstance(raw, str) else raw
         if value is None or value.replace(tzinfo=None) == EMPTY_DATE:
             return None
         if self.tz is None:

@@ -391,18 +391,19 @@ def customer_from_row(row: AbcMapping[str, Any], mapping: Mapping, *, region: st
     c = p.contacts
     phones: list[str] = []
     email: str | None = None
-    for contact in (row.get(c.section) or ()) if c else ():
-        kind = contact.get(c.type_field)
-        texts = [contact.get(n) for n in (c.phone_field, c.email_field, c.presentation_field) if n]
-        if kind == c.phone_type:
-            phones += [phone for t in texts if (phone := normalize_phone(t, region))]
-        elif kind == c.email_type and email is None:
-            email = next((e for t in texts if (e := normalize_email(t))), None)
+    if c is not None:
+        for contact in row.get(c.section) or ():
+            kind = contact.get(c.type_field)
+            texts = [contact.get(n) for n in (c.phone_field, c.email_field, c.presentation_field) if n]
+            if kind == c.phone_type:
+                phones += [phone for t in texts if (phone := normalize_phone(t, region))]
+            elif kind == c.email_type and email is None:
+                email = next((e for t in texts if (e := normalize_email(t))), None)
     mobile = [n for n in phones if _is_mobile(n)]
     return Customer(
         id=ref(row.get(p.fields.id)) or "",
         name=str(row.get(p.fields.name) or ""),
-        phone=(mobile or phones or [None])[0],
+        phone=next(iter(mobile or phones), None),
         email=email,
         version=str(row.get(p.fields.version) or ""),
     )

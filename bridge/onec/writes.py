@@ -275,7 +275,9 @@ def order_vat(
     vat = o.lines.vat_rate
     includes = flag(row.get(o.fields.price_includes_vat)) if o.fields.price_includes_vat else True
     rates: dict[int, Decimal] = {}
-    for i, line in enumerate(row.get(o.lines.section) or ()) if vat else ():
+    if vat is None:
+        return OrderVat(includes, rates)
+    for i, line in enumerate(row.get(o.lines.section) or ()):
         field = f"{o.lines.section}[{i + 1}].{vat.field}"
         value = line.get(vat.field)
         line_no = int(line.get(o.lines.fields.line_no) or i + 1)

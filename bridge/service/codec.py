@@ -43,9 +43,16 @@ def order_view_from_json(data: dict[str, Any]) -> OrderView:
     )
 
 
+def _tier(d: dict[str, Any] | None) -> TierView | None:
+    return None if d is None else TierView(d["code"], d["name"])
+
+
+def _level(d: dict[str, Any] | None) -> LevelView | None:
+    return None if d is None else LevelView(d["code"], d["name"], Decimal(d["percent"]))
+
+
 def customer_view_from_json(data: dict[str, Any]) -> CustomerView:
-    tier = lambda d: None if d is None else TierView(d["code"], d["name"])  # noqa: E731
-    level = lambda d: None if d is None else LevelView(d["code"], d["name"], Decimal(d["percent"]))  # noqa: E731
+    tier, level = _tier, _level
     return CustomerView(
         customer_id=data["customer_id"],
         at=datetime.fromisoformat(data["at"]),

@@ -89,8 +89,7 @@ class Engine:
             processed, previous = self.store.order_state(conn, order.id, order.version)
             if processed:
                 return Applied(True, customer)
-            for cid in sorted({customer, previous} - {None}):
-                assert cid is not None
+            for cid in sorted({c for c in (customer, previous) if c is not None}):
                 self.store.lock_customer(conn, cid, now)
             if previous is not None and previous != customer:
                 # The order moved to another partner: undo everything it did for the old one.

@@ -7,12 +7,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy import Connection
 from sqlalchemy import Engine as SqlEngine
 
 from bridge.domain.book import Rules
 from bridge.domain.ledger import Event
 from bridge.domain.views import CustomerView
+from bridge.errors import ConfigError
 from bridge.onec.mapping import Mapping
 from bridge.onec.odata import ODataClient
 from bridge.runtime.config import Config, default_config_path, load_config
@@ -144,7 +146,9 @@ def channels(config: Config) -> list[Channel]:
         found.append(
             Channel(
                 "sms",
-                SmsSender(sms.url, sms.token.get_secret_value(), sms.sender, timeout_s=sms.timeout_s).send,
+                SmsSender(
+                    sms.url, _secret(sms.token, "notify.sms.token_env"), sms.sender, timeout_s=sms.timeout_s
+                ).send,
                 hours,
             )
         )
@@ -156,7 +160,7 @@ def channels(config: Config) -> list[Channel]:
             email.smtp_host,
             email.smtp_port,
             email.username,
-            email.password.get_secret_value() if email.username else None,
+            _secret(email.password, "notify.email.password_env") if email.username else None,
             email.from_ or "",
             email.starttls,
             timeout_s=email.timeout_s,
@@ -213,3 +217,10 @@ def build_cycle(
         heartbeat=heartbeat,
         progress=progress,
     )
+
+
+def _secret(value: SecretStr | None, key: str) -> str:
+    """A channel's secret; the config's validation already refused a channel without it."""
+    if value is None:
+        raise ConfigError(f"{key}: the variable it names is not set")
+    return value.get_secret_value()

@@ -21,7 +21,8 @@ DATA = "http://schemas.microsoft.com/ado/2007/08/dataservices"
 META = "http://schemas.microsoft.com/ado/2007/08/dataservices/metadata"
 TOMBSTONE = "http://purl.org/atompub/tombstone/1.0"
 SCHEME = "http://schemas.microsoft.com/ado/2007/08/dataservices/scheme"
-NSMAP = {None: ATOM, "d": DATA, "m": META, "at": TOMBSTONE}
+# ``None`` is lxml's default namespace (lxml-stubs only allow ``str`` keys, hence ``Any``).
+NSMAP: Any = {None: ATOM, "d": DATA, "m": META, "at": TOMBSTONE}
 
 
 def _text(value: Any) -> str:

@@ -262,10 +262,7 @@ class _Parser:
             raise FilterError(f"Навигация в отборе не поддерживается: {name!r}")
         for f in self.es.fields:
             if f.kind == "composite" and name == f.name:
-                return Node(
-                    "composite",
-                    lambda row, t=name + "_Type": Composite(str(row.get(name, "")), row.get(t, "")),
-                )
+                return Node("composite", _composite_of(name))
             if f.kind == "composite" and name == f.name + "_Type":
                 return Node("string", lambda row: row.get(name, ""))
             if f.name == name:
@@ -390,3 +387,13 @@ def compile_query(expression: str, es: EntitySet) -> Compiled:
     if not expression.strip():
         return Compiled(lambda row: True, {})
     return _Parser(expression, es).compile()
+
+
+def _composite_of(name: str) -> Callable[[dict[str, Any]], Composite]:
+    """Reads a composite field: its key and the ``…_Type`` naming the referenced entity set."""
+    kind_field = name + "_Type"
+
+    def composite(row: dict[str, Any]) -> Composite:
+        return Composite(str(row.get(name, "")), row.get(kind_field, ""))
+
+    return composite

@@ -11,6 +11,8 @@ plan functions as ``FunctionImport``. Must not import anything of the bridge out
 
 from __future__ import annotations
 
+from typing import Any
+
 from lxml import etree
 
 from bridge.simulator.schema import GUID, NAMESPACE, STRING, EntitySet, Field, Schema
@@ -35,12 +37,16 @@ def _fields(parent: etree._Element, fields: tuple[Field, ...]) -> None:
             _property(parent, f.name, f.type, nullable=f.name != "Ref_Key")
 
 
+# ``None`` is lxml's default namespace (lxml-stubs only allow ``str`` keys, hence ``Any``).
+EDM_DEFAULT: Any = {None: EDM}
+
+
 def build_metadata(schema: Schema) -> bytes:
     """The ``$metadata`` document as UTF-8 XML bytes."""
     root = etree.Element(f"{{{EDMX}}}Edmx", nsmap={"edmx": EDMX}, Version="1.0")
     services = etree.SubElement(root, f"{{{EDMX}}}DataServices", nsmap={"m": META})
     services.set(f"{{{META}}}DataServiceVersion", "3.0")
-    s = etree.SubElement(services, f"{{{EDM}}}Schema", nsmap={None: EDM}, Namespace=NAMESPACE)
+    s = etree.SubElement(services, f"{{{EDM}}}Schema", nsmap=EDM_DEFAULT, Namespace=NAMESPACE)
     associations: list[tuple[str, EntitySet, str]] = []
     for es in schema.entity_sets.values():
         et = etree.SubElement(s, f"{{{EDM}}}EntityType", Name=es.name)
@@ -51,13 +57,13 @@ def build_metadata(schema: Schema) -> bytes:
             _property(et, table.name, f"Collection({NAMESPACE}.{es.name}_{table.name}_RowType)")
         for f in es.fields:
             if f.kind == "ref" and f.type == GUID and f.target in schema and f.name != "Ref_Key":
-                assoc = f"{es.name}_{f.nav_name}"
-                associations.append((assoc, es, f.target or ""))
+                relation = f"{es.name}_{f.nav_name}"
+                associations.append((relation, es, f.target or ""))
                 etree.SubElement(
                     et,
                     f"{{{EDM}}}NavigationProperty",
                     Name=f.nav_name,
-                    Relationship=f"{NAMESPACE}.{assoc}",
+                    Relationship=f"{NAMESPACE}.{relation}",
                     FromRole="Begin",
                     ToRole="End",
                 )

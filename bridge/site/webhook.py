@@ -68,6 +68,12 @@ class Outgoing(Protocol):
     @property
     def payload(self) -> Mapping[str, Any]: ...
 
+    @property
+    def customer_id(self) -> str: ...
+
+    @property
+    def sequence(self) -> int | None: ...
+
 
 def build_body(
     event_type: str = EVENT_CUSTOMER_UPDATED,
