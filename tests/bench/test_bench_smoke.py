@@ -39,6 +39,7 @@ def test_bench_quick_prints_every_figure() -> None:
         "bridge over the I/O floor",
         "cycle: processing / delivery, seconds",
         "CPU seconds of the bridge's process",
+        "bridge's CPU over 1.25× the floor's seconds",
         "split: delivery in a 2nd process",
         "sent while the other process still processed",
         "idle cycle: 1C requests",
