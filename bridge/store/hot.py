@@ -3,9 +3,11 @@ memoised conversions it binds and reads values with.
 
 ``bridge.store.ledger`` runs these statements on the DBAPI connection under SQLAlchemy's, inside
 its transaction, in the dialect's paramstyle (through SQLAlchemy Core each cost several times the
-statement itself). Values go through the column types' own conversions (``schema.time_param``,
-``schema.decimal_param`` & co.), memoised here, so the rows are byte-identical to what the typed
-tables write. Must not import bridge.onec, bridge.site, bridge.notify or bridge.service.
+statement itself); so do ``bridge.store.tracking`` and ``bridge.store.outbox`` for what they run
+per document or per delivered message (``customer_known``, ``mark_sent`` & co.). Values go
+through the column types' own conversions (``schema.time_param``, ``schema.decimal_param`` & co.),
+memoised here, so the rows are byte-identical to what the typed tables write. Must not import
+bridge.onec, bridge.site, bridge.notify or bridge.service.
 """
 
 from __future__ import annotations
