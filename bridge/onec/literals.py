@@ -254,8 +254,9 @@ def not_(part: Filter | str) -> Filter:
     return Filter(f"not ({_as_filter(part).text})")
 
 
+@lru_cache(maxsize=256)
 def entity_path(entity_set: str) -> str:
-    """Encoded path of an entity set: ``Catalog_%D0%9F…``."""
+    """Encoded path of an entity set: ``Catalog_%D0%9F…`` (encoded once per name)."""
     return encode(entity_set)
 
 
@@ -263,12 +264,7 @@ def key_path(entity_set: str, key: str | uuid.UUID) -> str:
     """Encoded path of one entity: ``Document_…(guid'…')``."""
     # ``guid'…'`` and the parentheses are all SAFE characters: only the set's name needs encoding,
     # once per name (it is most of an entity request's own work before the HTTP stack).
-    return f"{_encoded_name(entity_set)}({guid_literal(key)})"
-
-
-@lru_cache(maxsize=256)
-def _encoded_name(entity_set: str) -> str:
-    return encode(entity_set)
+    return f"{entity_path(entity_set)}({guid_literal(key)})"
 
 
 def readable_path(path: str) -> str:

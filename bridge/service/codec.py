@@ -52,25 +52,24 @@ def _level(d: dict[str, Any] | None) -> LevelView | None:
 
 
 def customer_view_from_json(data: dict[str, Any]) -> CustomerView:
-    tier, level = _tier, _level
     return CustomerView(
         customer_id=data["customer_id"],
         at=datetime.fromisoformat(data["at"]),
         card_number=data["card_number"],
         card_status=data["card_status"],
-        tier=tier(data["tier"]),
+        tier=_tier(data["tier"]),
         volume=Decimal(data["volume"]),
         total=Decimal(data["total"]),
         available=Decimal(data["available"]),
         pending=Decimal(data["pending"]),
         debt=Decimal(data["debt"]),
         next_available_at=_dt(data["next_available_at"]),
-        next_tier=tier(data["next_tier"]),
+        next_tier=_tier(data["next_tier"]),
         next_tier_missing=_dec(data["next_tier_missing"]),
-        level=level(data["level"]),
+        level=_level(data["level"]),
         valid_until=_dt(data["valid_until"]),
         period_sum=Decimal(data["period_sum"]),
-        next_level=level(data["next_level"]),
+        next_level=_level(data["next_level"]),
         next_level_missing=_dec(data["next_level_missing"]),
         level_history_text=data["level_history_text"],
     )
