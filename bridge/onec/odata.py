@@ -31,6 +31,7 @@ Must not import bridge.store, bridge.site, bridge.notify or bridge.service.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, tzinfo
@@ -141,6 +142,7 @@ class ODataClient:
         self.int64_fields = frozenset(int64_fields)
         self.conflict_attempts = conflict_attempts
         self.requests_made = 0
+        self._count_lock = threading.Lock()
         self._plain_hours: dict[str, bool] = {}  # "YYYY-MM-DDTHH" -> no clock change in that hour
 
     # ------------------------------------------------------------------ transport
@@ -173,7 +175,8 @@ class ODataClient:
         sent_headers.update(headers or {})
 
         def attempt() -> tuple[requests.Response, Any]:
-            self.requests_made += 1
+            with self._count_lock:  # write-backs may be sent from several threads
+                self.requests_made += 1
             try:
                 response = self._session.request(
                     method,

@@ -76,6 +76,7 @@ class OnecConfig(Section):
     soap: Annotated[SoapConfig, BeforeValidator(rules.null_as_empty)] = SoapConfig()
     url_budget: Annotated[int, Field(ge=256)] = 2000
     verify_tls: bool = True
+    write_workers: Annotated[int, Field(ge=1, le=16)] = 1
 
     _password: SecretStr = PrivateAttr(default=SecretStr(""))
 

@@ -15,6 +15,7 @@ re-applying is a no-op).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field, replace
@@ -117,6 +118,7 @@ class Channel:
     name: str
     send: Callable[[OutboxMessage], Bookkeeping | None]
     max_age_hours: float
+    workers: int = 1  # messages sent at once (``deliver_channel``)
 
 
 class Cycle:
@@ -134,12 +136,14 @@ class Cycle:
         history: bool = False,
         heartbeat: Callable[[], None] | None = None,
         progress: Callable[[int], None] | None = None,
+        write_workers: int = 1,
     ) -> None:
         self.engine = engine
         self.gateway = gateway
         self.source = source
         self.state = StoreState(engine, track_days)
-        self.channels = [Channel("onec", self._write_back, 24 * 30), *channels]
+        self.channels = [Channel("onec", self._write_back, 24 * 30, write_workers), *channels]
+        self._count_lock = threading.Lock()
         self.clock = clock
         self.history = history
         self.heartbeat = heartbeat or (lambda: None)
@@ -208,6 +212,7 @@ class Cycle:
                 now,
                 max_age_hours=channel.max_age_hours,
                 stop=lambda: token.requested,
+                workers=channel.workers,
             )
             self.heartbeat()
         result.writes_to_1c = self._writes
@@ -416,10 +421,9 @@ class Cycle:
 
         try:
             self._write(msg, record)
-        except BaseException:
-            if recorded:  # not marked sent: no later transaction to ride along with
-                with self.engine.store.transaction() as conn:
-                    remember(conn)
+        except BaseException as exc:
+            if recorded:  # not marked sent: written with the failure (``deliver_channel``)
+                exc.bookkeeping = remember  # type: ignore[attr-defined]
             raise
         return remember if recorded else None
 
@@ -438,7 +442,8 @@ class Cycle:
             # answer: the write may not have happened; re-reading and re-writing is safe.
             raise TransientError(f"1C answered a page, will retry: {exc}", **exc.fields) from exc
         if outcome == "written":
-            self._writes += 1
+            with self._count_lock:  # write-backs may be sent by several threads (``onec.write_workers``)
+                self._writes += 1
         log.debug("onec.write_back", kind=msg.kind, target=msg.target, outcome=outcome)
 
 

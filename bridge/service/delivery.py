@@ -8,10 +8,12 @@ transaction is open during a network call.
 
 from __future__ import annotations
 
+import contextvars
 import random
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
@@ -97,6 +99,7 @@ def deliver_channel(
     cap_s: float = 3600.0,
     limit: int = 100,
     stop: Callable[[], bool] | None = None,
+    workers: int = 1,
 ) -> DeliveryStats:
     """Deliver every message of ``channel`` due at ``now``; return what happened.
 
@@ -109,13 +112,20 @@ def deliver_channel(
     :class:`BridgeError`) ``mark_dead`` at once — a dead message no longer blocks its customer.
     Runs until nothing is due at ``now`` or ``stop()`` is true (checked before every send).
 
+    With ``workers`` > 1 the messages of one batch are sent by that many threads at once. A batch
+    holds one message per customer, so no two messages in flight share a customer (or a 1C
+    object). Only the sending runs in the threads; every outcome is written by the calling thread,
+    in the order the sends finish, as soon as each finishes.
+
     Args:
-        channel: ``webhook`` | ``sms`` | ``email`` (``onec`` has its own write-back loop).
+        channel: ``webhook`` | ``sms`` | ``email`` | ``onec`` (the 1C write-backs).
         conn_factory: returns a context manager yielding a connection in a transaction
             (``engine.begin``).
         send: delivers one message or raises; the message's ``message_id`` is its idempotency key.
             It may return a :data:`Bookkeeping` callable, run in the transaction that marks the
-            message sent.
+            message sent. An exception it raises may carry one as its ``bookkeeping`` attribute
+            (state that a failed delivery still produced): it is run in the transaction that
+            records the failure.
         now: the cycle's clock (aware), deciding what is due and when a retry is due.
         max_age_hours: a message failing this long after it was created is dead.
         rng: jitter source (``random.Random(seed)`` in tests).
@@ -123,53 +133,129 @@ def deliver_channel(
         cap_s: the longest computed wait (``Retry-After`` may ask for more).
         limit: messages fetched per batch.
         stop: polled before every send; true ends the pass early (shutdown).
+        workers: how many messages are sent at once (``send`` must then be safe to call from
+            several threads).
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    jitter = rng if rng is not None else random.Random()
-    max_age = timedelta(hours=max_age_hours)
-    stats = DeliveryStats()
+    if workers < 1:
+        raise ValueError("workers must be at least 1")
+    outcomes = _Outcomes(
+        channel, conn_factory, now, max_age_hours, rng if rng is not None else random.Random(), base_s, cap_s
+    )
     tried: set[int] = set()
-    while True:
-        with conn_factory() as conn:
-            batch = [m for m in outbox.due(conn, channel, now, limit) if m.id not in tried]
-        if not batch:  # nothing due, or only what this pass already tried (never loop on it)
-            return stats
-        for msg in batch:
-            if stop is not None and stop():
-                return stats
-            tried.add(msg.id)
-            bound = log.bind(channel=channel, message_id=msg.message_id, customer=msg.customer_id)
-            stats.requests += 1
-            try:
-                bookkeeping = send(msg)
-            except TransientError as exc:
-                next_at = retry_at(msg, now, exc, max_age=max_age, rng=jitter, base_s=base_s, cap_s=cap_s)
-                with conn_factory() as conn:
-                    if next_at is None:
-                        outbox.mark_dead(conn, msg.id, f"gave up after {max_age_hours:g} h: {_describe(exc)}")
-                    else:
-                        outbox.mark_retry(conn, msg.id, next_at, _describe(exc))
-                if next_at is None:
-                    stats.dead += 1
-                    bound.warning("outbox.dead", attempts=msg.attempts + 1, error=_describe(exc))
-                else:
-                    stats.retried += 1
-                    bound.info("outbox.retry", attempts=msg.attempts + 1, next_at=next_at.isoformat())
-            except BridgeError as exc:
-                with conn_factory() as conn:
-                    outbox.mark_dead(conn, msg.id, _describe(exc))
-                stats.dead += 1
-                bound.warning("outbox.dead", attempts=msg.attempts + 1, error=_describe(exc))
+    pool = ThreadPoolExecutor(workers, thread_name_prefix=f"deliver-{channel}") if workers > 1 else None
+    try:
+        while True:
+            with conn_factory() as conn:
+                batch = [m for m in outbox.due(conn, channel, now, limit) if m.id not in tried]
+            if not batch:  # nothing due, or only what this pass already tried (never loop on it)
+                return outcomes.stats
+            tried.update(m.id for m in batch)
+            if pool is None or len(batch) == 1:
+                for msg in batch:
+                    if stop is not None and stop():
+                        return outcomes.stats
+                    outcomes.settle(msg, _attempt(send, msg))
+                continue
+            pending = {
+                pool.submit(contextvars.copy_context().run, _attempt_unless, stop, send, msg): msg
+                for msg in batch
+            }
+            stopped = False
+            for future in as_completed(pending):
+                outcome = future.result()
+                if outcome is _SKIPPED:
+                    stopped = True  # stop() was true before this send: the others still count
+                    continue
+                outcomes.settle(pending[future], outcome)
+            if stopped:
+                return outcomes.stats
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+_SKIPPED = object()
+# What one send came to: what it returned (the bookkeeping or None), or what it raised.
+_Outcome = tuple[Bookkeeping | None, BaseException | None]
+
+
+def _attempt(send: Callable[[outbox.OutboxMessage], Bookkeeping | None], msg: outbox.OutboxMessage) -> _Outcome:
+    try:
+        return send(msg), None
+    except BaseException as exc:  # noqa: BLE001 — handed to ``_Outcomes.settle``, which re-raises what is not ours
+        return None, exc
+
+
+def _attempt_unless(
+    stop: Callable[[], bool] | None,
+    send: Callable[[outbox.OutboxMessage], Bookkeeping | None],
+    msg: outbox.OutboxMessage,
+) -> _Outcome | object:
+    if stop is not None and stop():
+        return _SKIPPED
+    return _attempt(send, msg)
+
+
+@dataclass(slots=True)
+class _Outcomes:
+    """Writes each send's outcome in its own transaction and counts it (see ``deliver_channel``)."""
+
+    channel: str
+    conn_factory: ConnFactory
+    now: datetime
+    max_age_hours: float
+    rng: random.Random
+    base_s: float
+    cap_s: float
+    stats: DeliveryStats = field(default_factory=DeliveryStats)
+
+    def settle(self, msg: outbox.OutboxMessage, outcome: _Outcome | object) -> None:
+        bookkeeping, exc = outcome  # type: ignore[misc]
+        bound = log.bind(channel=self.channel, message_id=msg.message_id, customer=msg.customer_id)
+        self.stats.requests += 1
+        if exc is None:
+            if self.channel == "webhook":
+                crashpoints.point("webhook_sent")
+            with self.conn_factory() as conn:
+                if bookkeeping is not None:
+                    bookkeeping(conn)
+                outbox.mark_sent(conn, msg.id, self.now)
+            crashpoints.point("delivery_marked")
+            self.stats.sent += 1
+            return
+        kept: Bookkeeping | None = getattr(exc, "bookkeeping", None)
+        if not isinstance(exc, BridgeError):
+            if kept is not None:  # not marked sent: no later transaction to ride along with
+                with self.conn_factory() as conn:
+                    kept(conn)
+            raise exc
+        next_at = None
+        if isinstance(exc, TransientError):
+            max_age = timedelta(hours=self.max_age_hours)
+            next_at = retry_at(
+                msg, self.now, exc, max_age=max_age, rng=self.rng, base_s=self.base_s, cap_s=self.cap_s
+            )
+            if next_at is None:
+                exc_text = f"gave up after {self.max_age_hours:g} h: {_describe(exc)}"
             else:
-                if channel == "webhook":
-                    crashpoints.point("webhook_sent")
-                with conn_factory() as conn:
-                    if bookkeeping is not None:
-                        bookkeeping(conn)
-                    outbox.mark_sent(conn, msg.id, now)
-                crashpoints.point("delivery_marked")
-                stats.sent += 1
+                exc_text = _describe(exc)
+        else:  # FatalHTTPError or any other BridgeError: dead at once
+            exc_text = _describe(exc)
+        with self.conn_factory() as conn:
+            if kept is not None:
+                kept(conn)
+            if next_at is None:
+                outbox.mark_dead(conn, msg.id, exc_text)
+            else:
+                outbox.mark_retry(conn, msg.id, next_at, exc_text)
+        if next_at is None:
+            self.stats.dead += 1
+            bound.warning("outbox.dead", attempts=msg.attempts + 1, error=_describe(exc))
+        else:
+            self.stats.retried += 1
+            bound.info("outbox.retry", attempts=msg.attempts + 1, next_at=next_at.isoformat())
 
 
 def deliver_webhooks(

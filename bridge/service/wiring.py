@@ -216,6 +216,7 @@ def build_cycle(
         history=history,
         heartbeat=heartbeat,
         progress=progress,
+        write_workers=config.onec.write_workers,
     )
 
 

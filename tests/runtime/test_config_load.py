@@ -174,6 +174,7 @@ DEFAULTS: list[tuple[str, Any]] = [
     ("onec.soap.wsdl", None),
     ("onec.url_budget", 2000),
     ("onec.verify_tls", True),
+    ("onec.write_workers", 1),
     ("poll.interval_s", 60),
     ("poll.overlap_s", 600),
     ("poll.changes", "scan"),

@@ -93,6 +93,8 @@ BAD_VALUES: list[tuple[str, Any, str, str]] = [
     ("poll.start", "soon", "poll.start", "is not an ISO date or date-time"),
     ("onec.page_size", 0, "onec.page_size", "must be at least 1"),
     ("onec.page_size", 5001, "onec.page_size", "must be at most 5000"),
+    ("onec.write_workers", 0, "onec.write_workers", "must be at least 1"),
+    ("onec.write_workers", 17, "onec.write_workers", "must be at most 16"),
     ("poll.interval_s", 0, "poll.interval_s", "must be greater than 0"),
     ("poll.interval_s", -1, "poll.interval_s", "must be greater than 0"),
     ("poll.overlap_s", -1, "poll.overlap_s", "must be at least 0"),
@@ -129,6 +131,7 @@ def test_bad_value_is_reported_under_its_key_path(
 GOOD_VALUES: list[tuple[str, Any]] = [
     ("onec.page_size", 1),
     ("onec.page_size", 5000),
+    ("onec.write_workers", 16),
     ("bonus.max_redeem_share", 1),
     ("bonus.max_redeem_share", Decimal("0.01")),
     ("bonus.tiers[1].rate", 0),
