@@ -8,6 +8,7 @@ for the life of the process.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from datetime import tzinfo
 from typing import Any
@@ -71,14 +72,21 @@ class Gateway:
         self._vat: dict[str, Any] | None = None
         self._kind_key: str | None = None
         self.sets = mapping.entity_sets()
+        self._lock = threading.RLock()
 
     # --- reference data ------------------------------------------------------------------------
+
+    # Reference data is read on first use, which may be in several write-back threads at once
+    # (``onec.write_workers``): ``_lock`` makes each read happen once, and guards the product index,
+    # which grows as orders name new products.
 
     @property
     def keys(self) -> AttributeKeys:
         if self._keys is None:
-            rows = list(self._all(self.mapping.attributes.entity_set))
-            self._keys = resolve_attributes(self.mapping, rows)
+            with self._lock:
+                if self._keys is None:
+                    rows = list(self._all(self.mapping.attributes.entity_set))
+                    self._keys = resolve_attributes(self.mapping, rows)
         return self._keys
 
     def _all(self, entity_set: str, select: Iterable[str] | None = None) -> Iterable[dict[str, Any]]:
@@ -88,7 +96,9 @@ class Gateway:
     @property
     def products(self) -> ProductIndex:
         if self._products is None:
-            self._products = ProductIndex(self.mapping, self._groups, self._delivery, keys=self.keys)
+            with self._lock:
+                if self._products is None:
+                    self._products = ProductIndex(self.mapping, self._groups, self._delivery, keys=self.keys)
         return self._products
 
     def _load_products(self, ids: Iterable[str]) -> None:
@@ -103,15 +113,19 @@ class Gateway:
 
     def vat_rates(self) -> dict[str, Any]:
         if self._vat is None:
-            vat = self.mapping.orders.lines.vat_rate
-            catalog = vat.catalog if vat is not None else None
-            self._vat = vat_rates_from_rows(self._all(catalog), self.mapping) if catalog else {}
+            with self._lock:
+                if self._vat is None:
+                    vat = self.mapping.orders.lines.vat_rate
+                    catalog = vat.catalog if vat is not None else None
+                    self._vat = vat_rates_from_rows(self._all(catalog), self.mapping) if catalog else {}
         return self._vat
 
     def card_kind_key(self) -> str:
         if self._kind_key is None:
-            rows = list(self._all(self.sets["card_kinds"]))
-            self._kind_key = card_kind_key(rows, self.mapping, self._card_kind)
+            with self._lock:
+                if self._kind_key is None:
+                    rows = list(self._all(self.sets["card_kinds"]))
+                    self._kind_key = card_kind_key(rows, self.mapping, self._card_kind)
         return self._kind_key
 
     # --- reading documents ---------------------------------------------------------------------
@@ -126,8 +140,10 @@ class Gateway:
 
     def order(self, row: dict[str, Any], cards: dict[str, str] | None = None) -> Order:
         """Translate an order row (loading the products and folders it needs)."""
-        self._load_products(self.product_ids(row))
-        return order_from_row(row, self.mapping, self.keys, self.products, self.tz, cards=cards)
+        keys = self.keys
+        with self._lock:  # the index grows here; a write-back thread may be reading it
+            self._load_products(self.product_ids(row))
+            return order_from_row(row, self.mapping, keys, self.products, self.tz, cards=cards)
 
     def card_numbers(self, card_keys: Iterable[str]) -> dict[str, str]:
         keys = sorted({k for k in card_keys if k})

@@ -112,6 +112,7 @@ class Simulator:
         self.odata = ODataService(self.store, lambda: self.odata_url + "/", skip_cost=skip_cost)
         self._routes: list[tuple[str, RouteHandler, bool]] = []
         self._working = 0  # requests read whose effects have not happened yet (see ``wait_settled``)
+        self.most_at_once = 0  # the most requests it was working on at one time (concurrent clients)
         self._settled = threading.Condition()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -153,6 +154,7 @@ class Simulator:
     def _work(self, step: int) -> None:
         with self._settled:
             self._working += step
+            self.most_at_once = max(self.most_at_once, self._working)
             if self._working == 0:
                 self._settled.notify_all()
 
@@ -273,6 +275,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(Reply(411, {"Content-Type": "text/html"}, b"<h1>Length Required</h1>"))
             return
         body = self.rfile.read(int(length)) if length else b""
+        if length and len(body) < int(length):
+            # The client went away mid-body (a killed process, a dropped link): like IIS, 1C never
+            # sees an incomplete request. Nothing is recorded, nothing applied, nobody to answer.
+            self.close_connection = True
+            return
         if len(raw.query.encode()) > sim.max_query_bytes:
             sim.store.record_request(method, "too_long", unquote(raw.path), "")
             self._send(Reply(404, {"Content-Type": "text/html"}, IIS_404_15.encode()))

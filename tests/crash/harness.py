@@ -229,15 +229,24 @@ class Installation:
 
 @contextmanager
 def installation(
-    tmp: Path, script: Script, launcher: Launcher, *, state_url: str | None = None
+    tmp: Path,
+    script: Script,
+    launcher: Launcher,
+    *,
+    state_url: str | None = None,
+    config: dict[str, Any] | None = None,
 ) -> Iterator[Installation]:
-    """1C (populated by ``script``), the site and a migrated state database; config on disk."""
+    """1C (populated by ``script``), the site and a migrated state database; config on disk
+    (``config``: dotted keys over the kit's defaults, e.g. ``{"onec.write_workers": 3}``)."""
     store = SimStore()
     script.populate(store)
     with Simulator(store) as sim, SiteReceiver(SECRET) as site:
         url = state_url or f"sqlite:///{tmp / 'state.db'}"
         data = config_data(
-            sim, site, tmp / "state.db", **{"state.url": url, "poll.start": "2025-09-01T00:00:00"}
+            sim,
+            site,
+            tmp / "state.db",
+            **{"state.url": url, "poll.start": "2025-09-01T00:00:00", **(config or {})},
         )
         path = tmp / "config.yaml"
         path.write_text(yaml.safe_dump(_plain(data), allow_unicode=True), "utf-8")
@@ -602,11 +611,13 @@ def run_matrix(
     workers: int = 2,
     state_url: Callable[[str], str] | None = None,
     fresh: bool = False,
+    config: dict[str, Any] | None = None,
 ) -> tuple[Outcome, list[Outcome]]:
     """The clean run and one run per plan, ``workers`` at a time (each worker thread forks its
     bridges from a zygote of its own); every run gets its own 1C, site and state database.
 
     ``state_url(name)`` gives a run's database URL (default: a SQLite file in its directory).
+    ``config`` (dotted keys) applies to the crashing runs only: the clean run keeps the defaults.
     """
     local = threading.local()
     launchers: list[Launcher] = []
@@ -623,7 +634,8 @@ def run_matrix(
         where.mkdir()
         url = state_url(name) if state_url is not None else None
         try:
-            with installation(where, script, launcher, state_url=url) as inst:
+            own = config if plan.point is not None else None
+            with installation(where, script, launcher, state_url=url, config=own) as inst:
                 return play(inst, script, plan)
         except AssertionError as exc:  # one plan failing must not hide what the others found
             return Outcome(plan, error=str(exc).splitlines()[0])

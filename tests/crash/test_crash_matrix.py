@@ -53,6 +53,17 @@ def test_every_crash_point_once_per_step(tmp_path: Path) -> None:
     assert redelivered["webhook_sent:1"], "a death between send and mark must re-send that webhook"
 
 
+def test_delivery_crash_points_with_concurrent_write_backs(tmp_path: Path) -> None:
+    """The crashing bridges send their write-backs three at a time (``onec.write_workers: 3``):
+    a death while others are in flight, or after a later one was marked, still ends where the
+    clean run, sending one at a time, does."""
+    points = ("writeback_sent", "delivery_marked")
+    plans = [CrashPlan(p, n) for p in points for n in (1, 5)] + [CrashPlan("writeback_sent", 4, repeat=True)]
+    clean, runs = run_matrix(tmp_path, SMALL, plans, workers=WORKERS, config={"onec.write_workers": 3})
+    _check(clean.state, verdict(clean, runs))
+    assert all(run.crashes >= 1 for run in runs), [(str(r.plan), r.crashes) for r in runs]
+
+
 @pytest.mark.slow
 def test_a_crash_that_keeps_coming_back(tmp_path: Path) -> None:
     """Every process of a step dies at the 7th occurrence until one gets through: the run still

@@ -61,6 +61,7 @@ class RunLog:
     fired: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
     requests: int = 0
+    most_at_once: int = 0  # the most 1C requests in flight at one time
 
 
 def cycle_until_complete(w: World, at: datetime, log: RunLog, *, limit: int = 50) -> None:
@@ -126,6 +127,7 @@ class FaultPlan:
     kinds: tuple[str, ...] = FAULT_KINDS
     seconds: float = 0.4
     read_timeout: float = 0.3
+    write_workers: int = 1  # ``onec.write_workers`` of the faulty run (the clean run sends one at a time)
 
 
 def run(
@@ -143,7 +145,8 @@ def run(
     """
     log = RunLog()
     tmp.mkdir(parents=True, exist_ok=True)
-    with world(tmp, start=history.steps[0].at) as w:
+    workers = {"onec.write_workers": faults.write_workers} if faults is not None else {}
+    with world(tmp, start=history.steps[0].at, **workers) as w:
         fast_client(w, read_timeout=faults.read_timeout if faults is not None else 10.0)
         replay = Replay(history, w.op)
         replay.setup()
@@ -159,6 +162,7 @@ def run(
         w.sim.faults.clear()
         log.fired = Counter(kind for kind, _ in w.sim.faults.fired)
         log.requests = sum(w.store.requests.values())
+        log.most_at_once = w.sim.most_at_once
         return final_state(w, replay), log
 
 

@@ -59,6 +59,18 @@ def test_fault_run_ends_where_the_clean_run_does(tmp_path: Path) -> None:
     assert_same(clean, faulty)
 
 
+def test_fault_run_with_concurrent_write_backs_ends_where_the_clean_serial_run_does(tmp_path: Path) -> None:
+    """The faulty run sends its write-backs four at a time (``onec.write_workers: 4``), the clean
+    one one at a time: the same end, and the same effective writes to 1C."""
+    h = history(days=3)
+    final = h.steps[-1].at + timedelta(days=20)
+    plan = FaultPlan(0.2, 5, write_workers=4)
+    (clean, clean_log), (faulty, log) = clean_and_faulty(tmp_path, h, final=final, faults=plan)
+    assert clean_log.failures == [] and log.failures == []
+    assert clean_log.most_at_once == 1 and log.most_at_once > 1  # the sends really overlapped
+    assert_same(clean, faulty)
+
+
 def _sweep() -> list[int]:
     """``BRIDGE_FAULT_SEEDS``: seeds for the sweep, e.g. ``1-40`` or ``5,9,17`` (none by default)."""
     text = os.environ.get("BRIDGE_FAULT_SEEDS", "").strip()

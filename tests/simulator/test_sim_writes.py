@@ -5,7 +5,10 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import socket
 from urllib.parse import quote, urlsplit
+
+import pytest
 
 from bridge.simulator import SimStore, Simulator
 
@@ -162,3 +165,26 @@ def test_mounted_route_gets_method_path_headers_body(sim: Simulator, http) -> No
 
     assert requests.get(url, timeout=10).status_code == 401
     assert sim.store.requests[("POST", "route")] == 1
+
+
+def test_a_body_cut_short_is_never_applied(sim: Simulator, store: SimStore) -> None:
+    """A client killed mid-body (``Content-Length`` promised more than came): like IIS, nothing
+    reaches 1C — no card created from the half it got, not even a request recorded."""
+    parts = urlsplit(sim.odata_url)
+    cards = "Catalog_КартыЛояльности"
+    before = len(store.rows(cards)), sum(store.requests.values())
+    body = json.dumps({"Штрихкод": "2000000000091", "Description": "cut"}).encode()
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    token = base64.b64encode(f"{sim.username}:{sim.password}".encode()).decode()
+    conn.putrequest("POST", parts.path + "/" + quote(cards) + "?$format=json")
+    conn.putheader("Authorization", f"Basic {token}")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders()
+    conn.send(body[:10])
+    conn.sock.shutdown(socket.SHUT_WR)  # the client is gone: no more bytes will come
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+        conn.getresponse()
+    conn.close()
+    assert sim.wait_settled(5)
+    assert (len(store.rows(cards)), sum(store.requests.values())) == before
