@@ -165,7 +165,7 @@ def deliver_channel(
             stopped = False
             for future in as_completed(pending):
                 outcome = future.result()
-                if outcome is _SKIPPED:
+                if outcome is None:
                     stopped = True  # stop() was true before this send: the others still count
                     continue
                 outcomes.settle(pending[future], outcome)
@@ -176,15 +176,16 @@ def deliver_channel(
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-_SKIPPED = object()
 # What one send came to: what it returned (the bookkeeping or None), or what it raised.
 _Outcome = tuple[Bookkeeping | None, BaseException | None]
 
 
-def _attempt(send: Callable[[outbox.OutboxMessage], Bookkeeping | None], msg: outbox.OutboxMessage) -> _Outcome:
+def _attempt(
+    send: Callable[[outbox.OutboxMessage], Bookkeeping | None], msg: outbox.OutboxMessage
+) -> _Outcome:
     try:
         return send(msg), None
-    except BaseException as exc:  # noqa: BLE001 — handed to ``_Outcomes.settle``, which re-raises what is not ours
+    except BaseException as exc:
         return None, exc
 
 
@@ -192,9 +193,9 @@ def _attempt_unless(
     stop: Callable[[], bool] | None,
     send: Callable[[outbox.OutboxMessage], Bookkeeping | None],
     msg: outbox.OutboxMessage,
-) -> _Outcome | object:
+) -> _Outcome | None:
     if stop is not None and stop():
-        return _SKIPPED
+        return None  # not sent
     return _attempt(send, msg)
 
 
@@ -211,8 +212,8 @@ class _Outcomes:
     cap_s: float
     stats: DeliveryStats = field(default_factory=DeliveryStats)
 
-    def settle(self, msg: outbox.OutboxMessage, outcome: _Outcome | object) -> None:
-        bookkeeping, exc = outcome  # type: ignore[misc]
+    def settle(self, msg: outbox.OutboxMessage, outcome: _Outcome) -> None:
+        bookkeeping, exc = outcome
         bound = log.bind(channel=self.channel, message_id=msg.message_id, customer=msg.customer_id)
         self.stats.requests += 1
         if exc is None:

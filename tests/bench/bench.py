@@ -31,9 +31,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -108,11 +110,12 @@ def populate(store: SimStore, *, customers: int, orders: int, days: int, seed: i
     return made.orders
 
 
-def make_config(sim: Any, state_url: str, folder: Path) -> Config:
+def make_config(sim: Any, state_url: str, folder: Path, write_workers: int = 1) -> Config:
     data = config_data(sim, None, folder / "unused.db", **{"poll.track_days": TRACK_DAYS})
     data["state"] = {"url": state_url}
     data["poll"]["start"] = "2020-01-01T00:00:00"
     data["onec"]["page_size"] = 500
+    data["onec"]["write_workers"] = write_workers
     env = {"ONEC_PASSWORD": sim.password}
     return config_from_data(data, config_path=folder / "config.yaml", environ=env)
 
@@ -313,7 +316,8 @@ class Recorder:
 
     def __init__(self, *sessions: requests.Session) -> None:
         self.calls: list[tuple[str, str, bytes | None, dict[str, str]]] = []
-        self.waited = 0.0  # seconds inside requests: sending, 1C (the simulator) answering, reading
+        self.threads: list[int] = []  # the thread that sent each call (write-back workers: several)
+        self.waited = 0.0  # seconds inside requests (summed over threads): sending, 1C answering, reading
         for session in dict.fromkeys(sessions):
             self._wrap(session)
 
@@ -323,6 +327,7 @@ class Recorder:
         def request(method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
             headers = {k: v for k, v in (kwargs.get("headers") or {}).items() if k != "If-Match"}
             self.calls.append((str(method), str(url), kwargs.get("data"), headers))
+            self.threads.append(threading.get_ident())
             started = time.perf_counter()
             try:
                 return send(method, url, *args, **kwargs)
@@ -365,25 +370,69 @@ class Phases:
             self.processing_waited = self.recorder.waited - waited - self.delivery_waited
 
 
-def new_world(folder: Path, url: str, sim: Any, clock: list[datetime]) -> tuple[Config, Cycle, Recorder]:
-    config = make_config(sim, url, folder)
+def new_world(
+    folder: Path, url: str, sim: Any, clock: list[datetime], write_workers: int = 1
+) -> tuple[Config, Cycle, Recorder]:
+    config = make_config(sim, url, folder, write_workers)
     cycle = build_cycle(config, clock=lambda: clock[0])
     return config, cycle, Recorder(cycle.gateway.client._session)
 
 
-def replay(calls: list[tuple[str, str, bytes | None, dict[str, str]]], auth: Any) -> tuple[float, float, int]:
+Call = tuple[str, str, bytes | None, dict[str, str]]
+
+
+def split_by_thread(calls: list[Call], threads: list[int]) -> list[list[list[Call]]]:
+    """The recorded calls as stretches, in order: a stretch of calls the first thread sent is one
+    part; a stretch sent by other threads (write-back workers) is one part per thread, each in the
+    order that thread sent them."""
+    stretches: list[list[list[Call]]] = []
+    main, current = (threads[0] if threads else 0), ""
+    workers: dict[int, list[Call]] = {}
+    for call, thread in zip(calls, threads, strict=True):
+        kind = "main" if thread == main else "workers"
+        if kind != current:
+            stretches.append([[]] if kind == "main" else [])
+            workers, current = {}, kind
+        if kind == "main":
+            stretches[-1][0].append(call)
+            continue
+        if thread not in workers:
+            workers[thread] = []
+            stretches[-1].append(workers[thread])
+        workers[thread].append(call)
+    return stretches
+
+
+def replay(calls: list[Call], auth: Any, threads: list[int] | None = None) -> tuple[float, float, int]:
     """Send the recorded requests again on a session built like the bridge's (``make_session``:
     the same HTTP stack, nothing of the bridge above it); read and parse every answer. Returns the
-    seconds, this process's CPU seconds and the number of requests."""
+    seconds, this process's CPU seconds and the number of requests.
+
+    Without ``threads`` every call is sent in order from one thread. With it (the thread that sent
+    each call in the bridge's run), the floor has the bridge's own concurrency: a stretch of calls
+    the first thread sent goes out in order, and a stretch sent by write-back workers goes out from
+    as many threads, each sending its recorded calls in order. The replay does not wait between
+    the bridge's batches, so this floor is, if anything, lower than the bridge could reach.
+    """
     from bridge.net import make_session
 
     session = make_session(timeout=60, auth=auth)
+
+    def send(part: list[Call]) -> None:
+        for method, url, data, headers in part:
+            response = session.request(method, url, data=data, headers=headers)
+            body = response.content
+            if body and response.headers.get("Content-Type", "").startswith("application/json"):
+                json.loads(body)
+
+    stretches = [[calls]] if threads is None else split_by_thread(calls, threads)
     started, cpu_started = time.perf_counter(), time.process_time()
-    for method, url, data, headers in calls:
-        response = session.request(method, url, data=data, headers=headers)
-        body = response.content
-        if body and response.headers.get("Content-Type", "").startswith("application/json"):
-            json.loads(body)
+    for stretch in stretches:
+        if len(stretch) == 1:
+            send(stretch[0])
+            continue
+        with ThreadPoolExecutor(len(stretch)) as pool:
+            list(pool.map(send, stretch))
     return time.perf_counter() - started, time.process_time() - cpu_started, len(calls)
 
 
@@ -401,15 +450,23 @@ def request_kinds(store: SimStore) -> str:
 
 
 def bench_cycle(
-    report: Report, sizes: dict[str, int], folder: Path, profile: bool, in_process: bool = False
+    report: Report,
+    sizes: dict[str, int],
+    folder: Path,
+    profile: bool,
+    in_process: bool = False,
+    write_workers: int = 1,
+    latency_ms: float = 0.0,
 ) -> dict[str, str]:
     """(b): the simulator runs in its own process (1C is another server; in the bridge's process it
-    would compete for the GIL and the garbage collector with the bridge), unless ``in_process``."""
+    would compete for the GIL and the garbage collector with the bridge), unless ``in_process``.
+    ``write_workers`` is the bridge's ``onec.write_workers``; ``latency_ms`` makes 1C (both
+    simulators, the bridge's and the floor's) take that long over every answer, as a real 1C does."""
     where: dict[str, str] = {}
     n, customers = sizes["orders"], sizes["customers"]
-    with simulator(n, customers, in_process) as sim, database("sqlite", folder, None) as url:
+    with simulator(n, customers, in_process, latency_ms) as sim, database("sqlite", folder, None) as url:
         clock = [NOW]
-        _config, cycle, session = new_world(folder, url, sim, clock)
+        _config, cycle, session = new_world(folder, url, sim, clock, write_workers)
         sim_stats(sim, reset=True)
         prof = cProfile.Profile() if profile else None
         phases = Phases(session)
@@ -422,22 +479,33 @@ def bench_cycle(
             prof.disable()
             where["b"] = top_functions(prof)
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-        calls = list(session.calls)
+        calls, threads = list(session.calls), list(session.threads)
         waited = session.waited
         stats = sim_stats(sim)
         auth = cycle.gateway.client._auth
     assert result.documents_failed == 0, result.failures[:3]
     # The floor: the same requests against an identical infobase, nothing else.
-    with simulator(n, customers, in_process) as floor_sim:
+    concurrent = len(set(threads)) > 1
+    with simulator(n, customers, in_process, latency_ms) as floor_sim:
         old_base = calls[0][1].split("/odata/")[0] if calls else ""
         new_base = floor_sim.odata_url.split("/odata/")[0]
         moved = [(m, u.replace(old_base, new_base, 1), d, h) for m, u, d, h in calls]
-        floor_s, floor_cpu, sent = replay(moved, auth)
+        floor_s, floor_cpu, sent = replay(moved, auth, threads if concurrent else None)
+    serial_s = 0.0
+    if concurrent:  # the same calls from one thread, for comparison (a floor the bridge can beat)
+        with simulator(n, customers, in_process, latency_ms) as serial_sim:
+            new_base = serial_sim.odata_url.split("/odata/")[0]
+            moved = [(m, u.replace(old_base, new_base, 1), d, h) for m, u, d, h in calls]
+            serial_s, _cpu, _sent = replay(moved, auth)
     total, gets, effective = stats["total"], stats["gets"], stats["effective"]
     writes = total - gets
     rate = n / elapsed
     per_order = total / n
     where_sim = "in the bridge's process" if in_process else "in its own process"
+    setting = f"onec.write_workers {write_workers}" + (
+        f", 1C answering in +{latency_ms:g} ms" if latency_ms else ""
+    )
+    report.add("b", "settings", setting)
     report.add("b", f"cycle over {n} closed orders / {customers} customers: orders/s", f"{rate:,.0f}")
     report.add("b", f"cycle: seconds (simulator {where_sim})", f"{elapsed:.1f}")
     report.add(
@@ -448,14 +516,19 @@ def bench_cycle(
     )
     report.add("b", "effective 1C writes (changed something)", f"{effective}")
     report.add("b", "1C requests by kind", stats["kinds"])
-    report.add("b", "cycle: seconds inside requests", f"{waited:.1f}")
+    report.add("b", "cycle: seconds inside requests (summed over threads)", f"{waited:.1f}")
     report.add(
         "b",
         "cycle: processing / delivery, seconds (of which inside requests)",
         f"{phases.processing:.1f} ({phases.processing_waited:.1f}) / "
         f"{phases.delivery:.1f} ({phases.delivery_waited:.1f})",
     )
-    report.add("b", f"I/O floor: the same {sent} requests, bridge's HTTP stack: seconds", f"{floor_s:.1f}")
+    how = "as many threads as the bridge's write-backs used" if concurrent else "one thread"
+    report.add(
+        "b", f"I/O floor: the same {sent} requests, bridge's HTTP stack, {how}: seconds", f"{floor_s:.1f}"
+    )
+    if concurrent:
+        report.add("b", "I/O floor sent from one thread (for comparison): seconds", f"{serial_s:.1f}")
     # Where the seconds are spent: the simulator is another process, so the difference between
     # wall clock and this process's CPU is (mostly) 1C answering. The floor's CPU is the HTTP stack.
     report.add("b", "cycle: CPU seconds of the bridge's process", f"{cpu:.1f}")
@@ -468,6 +541,12 @@ def bench_cycle(
     )
     ratio = elapsed / floor_s if floor_s else float("inf")
     report.add("b", "bridge over the I/O floor", f"{ratio:.2f}×", f"≤ 1.25× ({verdict(ratio <= 1.25)})")
+    if concurrent and serial_s:
+        report.add(
+            "b",
+            "bridge over the floor sent from one thread (not the target's floor)",
+            f"{elapsed / serial_s:.2f}×",
+        )
     return where
 
 
@@ -550,18 +629,22 @@ def deliver_child(odata_url: str, url: str, folder: str, done: str) -> None:
 
 
 @contextmanager
-def simulator(orders: int, customers: int, in_process: bool) -> Iterator[Any]:
-    """The bench's infobase (``populate``), served in this process or in a child process."""
+def simulator(orders: int, customers: int, in_process: bool, latency_ms: float = 0.0) -> Iterator[Any]:
+    """The bench's infobase (``populate``), served in this process or in a child process; with
+    ``latency_ms`` every answer comes that much later (the simulator's ``delay`` fault on every
+    request: each connection has its own handler thread, so concurrent requests wait in parallel,
+    as they do in a 1C server's sessions)."""
     if in_process:
         store = SimStore()
         populate(store, customers=customers, orders=orders, days=365)
         with Simulator(store) as sim:
+            add_latency(sim, latency_ms)
             yield sim
         return
     folder = Path(tempfile.mkdtemp(prefix="bench-sim-"))
     port_file = folder / "port"
     server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(orders), str(customers), str(port_file)],
+        [sys.executable, __file__, "--serve", str(orders), str(customers), str(port_file), str(latency_ms)],
         stdout=subprocess.DEVNULL,
     )
     try:
@@ -694,11 +777,17 @@ class _NoList(list):  # type: ignore[type-arg]
         pass
 
 
-def serve(orders: int, customers: int, port_file: str) -> None:
+def add_latency(sim: Simulator, latency_ms: float) -> None:
+    if latency_ms > 0:
+        sim.faults.rate(1.0, kinds=("delay",), seed=1, seconds=latency_ms / 1000)
+
+
+def serve(orders: int, customers: int, port_file: str, latency_ms: float = 0.0) -> None:
     quiet_logs()
     store = SimStore()
     populate(store, customers=customers, orders=orders, days=365)
     with Simulator(store) as sim:
+        add_latency(sim, latency_ms)
 
         def stats(method: str, path: str, headers: Any, body: bytes) -> tuple[int, dict[str, str], bytes]:
             if path.endswith("/reset"):
@@ -831,7 +920,19 @@ def main(argv: list[str] | None = None) -> int:
         help="(b): serve the simulator in the bridge's own process, as before (GIL and GC shared)",
     )
     parser.add_argument("--memory-child", nargs=2, type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--write-workers",
+        type=int,
+        default=1,
+        help="(b): the bridge's onec.write_workers (the floor then sends with the same concurrency)",
+    )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="(b): 1C answers every request this much later (a real 1C takes tens of ms)",
+    )
+    parser.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--deliver-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.deliver_child:
@@ -841,7 +942,7 @@ def main(argv: list[str] | None = None) -> int:
         memory_child(*args.memory_child)
         return 0
     if args.serve:
-        serve(int(args.serve[0]), int(args.serve[1]), args.serve[2])
+        serve(int(args.serve[0]), int(args.serve[1]), args.serve[2], float(args.serve[3]))
         return 0
     quiet_logs()
     sizes = dict(QUICK if args.quick else FULL)
@@ -862,7 +963,17 @@ def main(argv: list[str] | None = None) -> int:
             ),
             (
                 "b",
-                lambda: where.update(bench_cycle(report, sizes, folder, args.profile, args.sim_in_process)),
+                lambda: where.update(
+                    bench_cycle(
+                        report,
+                        sizes,
+                        folder,
+                        args.profile,
+                        args.sim_in_process,
+                        args.write_workers,
+                        args.latency_ms,
+                    )
+                ),
             ),
             ("c", lambda: where.update(bench_idle(report, sizes, folder, args.profile))),
             ("d", lambda: bench_memory(report, sizes)),

@@ -49,3 +49,50 @@ def test_bench_quick_prints_every_figure() -> None:
         "| part | figure | value | target |",
     ):
         assert figure in out, f"{figure!r} missing from:\n{out}"
+
+
+def test_bench_concurrent_write_backs_have_a_floor_with_the_same_concurrency() -> None:
+    """(b) with ``--write-workers``: the floor replays the write-backs from as many threads."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            "--only=b",
+            "--orders=60",
+            "--customers=15",
+            "--write-workers=3",
+            "--latency-ms=2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout
+    for figure in (
+        "onec.write_workers 3, 1C answering in +2 ms",
+        "as many threads as the bridge's write-backs used: seconds",
+        "I/O floor sent from one thread (for comparison)",
+        "bridge over the I/O floor",
+    ):
+        assert figure in out, f"{figure!r} missing from:\n{out}"
+
+
+def test_the_floor_keeps_each_threads_order_and_the_first_threads_stretches() -> None:
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        from bench import split_by_thread  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(BENCH.parent))
+
+    def call(name: str) -> tuple[str, str, None, dict[str, str]]:
+        return ("GET", name, None, {})
+
+    names = ["p1", "p2", "a1", "b1", "a2", "b2", "c1", "p3", "d1", "d2"]
+    threads = [0, 0, 1, 2, 1, 2, 3, 0, 4, 4]
+    parts = [
+        [[c[1] for c in part] for part in stretch]
+        for stretch in split_by_thread([call(n) for n in names], threads)
+    ]
+    assert parts == [[["p1", "p2"]], [["a1", "a2"], ["b1", "b2"], ["c1"]], [["p3"]], [["d1", "d2"]]]

@@ -103,7 +103,10 @@ def test_full_matrix(tmp_path: Path) -> None:
     """Thousands of orders; every point at several n; repeating crashes ($BRIDGE_CRASH_ORDERS sizes it)."""
     script = _big()
     started = time.monotonic()
-    clean, runs = run_matrix(tmp_path, script, _full_plans(script), workers=WORKERS)
+    # $BRIDGE_CRASH_WRITE_WORKERS: the crashing bridges send that many write-backs at once.
+    write_workers = int(os.environ.get("BRIDGE_CRASH_WRITE_WORKERS", "1"))
+    config = {"onec.write_workers": write_workers} if write_workers > 1 else None
+    clean, runs = run_matrix(tmp_path, script, _full_plans(script), workers=WORKERS, config=config)
     print(
         f"\ncrash matrix: {len(runs)} runs over {script.orders} orders in {time.monotonic() - started:.0f} s"
     )

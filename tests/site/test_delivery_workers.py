@@ -37,7 +37,9 @@ def _enqueue(engine: Engine, customers: int, per_customer: int) -> None:
 
 def _statuses(engine: Engine) -> dict[str, str]:
     with engine.connect() as conn:
-        return {m.target or "": m.status for m in outbox.listing(conn, (outbox.PENDING, outbox.SENT, outbox.DEAD))}
+        return {
+            m.target or "": m.status for m in outbox.listing(conn, (outbox.PENDING, outbox.SENT, outbox.DEAD))
+        }
 
 
 class Recorder:
