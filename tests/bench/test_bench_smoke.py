@@ -21,16 +21,16 @@ TINY = [
 ]
 
 
-def test_bench_quick_prints_every_figure() -> None:
+def run_bench(*args: str) -> str:
     done = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--only=a,b,c,d,e,split", *TINY],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        [sys.executable, str(BENCH), *args], capture_output=True, text=True, timeout=120, check=False
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    out = done.stdout
+    return done.stdout
+
+
+def test_bench_quick_prints_every_figure() -> None:
+    out = run_bench("--quick", "--only=a,b,c,d,e,split", *TINY)
     for figure in (
         "rules + ledger, sqlite: orders/s",
         "each run, orders/s",
@@ -53,23 +53,7 @@ def test_bench_quick_prints_every_figure() -> None:
 
 def test_bench_concurrent_write_backs_have_a_floor_with_the_same_concurrency() -> None:
     """(b) with ``--write-workers``: the floor replays the write-backs from as many threads."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH),
-            "--only=b",
-            "--orders=60",
-            "--customers=15",
-            "--write-workers=3",
-            "--latency-ms=2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    out = done.stdout
+    out = run_bench("--only=b", "--orders=60", "--customers=15", "--write-workers=3", "--latency-ms=2")
     for figure in (
         "onec.write_workers 3, 1C answering in +2 ms",
         "as many threads as the bridge's write-backs used: seconds",
