@@ -105,7 +105,7 @@ def deliver_channel(
 
     Each customer's oldest pending message only is due (``outbox.due``), so messages of one
     customer go out in order and a customer waiting for a retry holds up nobody else. Each outcome
-    commits in its own short transaction (no transaction is open during a network call):
+    commits in its own short transaction (no transaction ever waits on a network call):
     ``mark_sent`` (after what ``send`` returned, if anything, ran in the same transaction); on
     :class:`TransientError` ``mark_retry`` at :func:`retry_at` or ``mark_dead``
     once the message is ``max_age_hours`` old; on :class:`FatalHTTPError` (or any other
