@@ -3,7 +3,9 @@
 Each customer's oldest pending message of a channel only is due (``outbox.due``), so one customer's
 messages go out in order and a customer waiting for a retry holds up nobody else. Each outcome
 commits in its own short transaction (with the sender's own bookkeeping, if it returns any); no
-transaction is open during a network call.
+transaction ever waits on a network call. A channel may send several messages at once
+(``workers``: the 1C write-backs with ``onec.write_workers``); their outcomes are still written by
+the calling thread, one transaction each.
 """
 
 from __future__ import annotations
