@@ -27,7 +27,7 @@ from sqlalchemy import Connection
 from structlog.contextvars import bound_contextvars
 
 from bridge import crashpoints
-from bridge.domain.model import CardStatus, Order
+from bridge.domain.model import Card, CardStatus, Order
 from bridge.errors import BridgeError, DocumentError, FatalHTTPError, OneCError, TransientError
 from bridge.service.delivery import Bookkeeping, DeliveryStats, deliver_channel
 from bridge.service.engine import Engine
@@ -153,6 +153,10 @@ class Cycle:
         # so (cards are never removed; of the writers of the version only ``set_contacts``, in
         # ``_customer``, could blank it, and it drops the customer from here).
         self._settled: set[str] = set()
+        # Partners this cycle met (their rows came before their orders) whose cards 1C may already
+        # have: the first order that needs one partner's cards reads them all (``_cards_of``).
+        self._card_candidates: set[str] = set()
+        self._cards_read: dict[str, list[tuple[Card, str]]] = {}
 
     # --- the cycle ---------------------------------------------------------------------------------
 
@@ -172,6 +176,7 @@ class Cycle:
             # Read once: a document not in quarantine needs no release (a write per document saved).
             self._quarantined = tracking.quarantined_ids(conn)
         self._settled = set()
+        self._card_candidates, self._cards_read = set(), {}
         self.engine.tick(now, result.held)
         result.failures += result.held
         complete = True
@@ -317,7 +322,7 @@ class Cycle:
         # Read the partner from 1C when the bridge does not know them yet.
         contacts = None if known else self._read_customer(order.customer_id)
         if self.engine.card_prefix is not None and not has_card:
-            for card, version in self.gateway.cards_of(order.customer_id)[:1]:
+            for card, version in self._cards_of(order.customer_id)[:1]:
                 self.engine.adopt_card(card, now, version)  # keep the number 1C already has
 
         def prepare(conn: Connection) -> None:
@@ -337,6 +342,20 @@ class Cycle:
         if version and (has_card or self.engine.card_prefix is None):
             self._settled.add(customer_id)
         return bool(version), has_card
+
+    def _cards_of(self, customer_id: str) -> list[tuple[Card, str]]:
+        """The cards 1C has for a partner, read together with those of every partner this cycle met
+        and has not asked about yet: a first read of thousands of new customers costs a request per
+        few dozen of them, not one each. 1C is read at most a few minutes before the order is
+        applied (a card made in between is found as if it came right after the read)."""
+        key = customer_id.lower()
+        if key in self._cards_read:
+            return self._cards_read.pop(key)
+        if key not in self._card_candidates:
+            return self.gateway.cards_of(customer_id)
+        self._cards_read = self.gateway.cards_of_many(self._card_candidates)
+        self._card_candidates = set()
+        return self._cards_read.pop(key, [])
 
     def _card(self, change: Any, now: datetime) -> None:
         if change.row is None:
@@ -397,6 +416,8 @@ class Cycle:
         if contacts is None:
             return
         self._settled.discard(key)  # the version below may be empty (1C sent none): ask again
+        if self.engine.card_prefix is not None and key.lower() not in self._cards_read:
+            self._card_candidates.add(key.lower())
         with self.engine.store.transaction() as conn:
             # Remember a partner met before any of their orders, so the order does not read them again.
             self.engine.store.lock_customer(conn, key, now)
