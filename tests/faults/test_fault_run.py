@@ -31,7 +31,27 @@ def assert_same(clean: dict[str, Any], faulty: dict[str, Any]) -> None:
         assert {status for _, status in state["outbox"]} <= {"sent", "superseded"}, state["outbox"]
     for part in clean:  # one part at a time: a mismatch names what differs
         if part != "outbox":  # how many write-backs it took may differ (see faults.md)
-            assert faulty[part] == clean[part], part
+            assert faulty[part] == clean[part], f"{part}: {_difference(clean[part], faulty[part])}"
+
+
+def _difference(clean: Any, faulty: Any, path: str = "", limit: int = 8) -> str:
+    """Where two parts differ, down to the fields: ``o0062.Товары[1].СуммаСкидки: 10 != 0``."""
+    found: list[str] = []
+
+    def walk(a: Any, b: Any, at: str) -> None:
+        if len(found) >= limit or a == b:
+            return
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b), key=str):
+                walk(a.get(key, "<missing>"), b.get(key, "<missing>"), f"{at}.{key}" if at else str(key))
+        elif isinstance(a, list | tuple) and isinstance(b, list | tuple) and len(a) == len(b):
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                walk(x, y, f"{at}[{i}]")
+        else:
+            found.append(f"{at}: clean {a!r} != faulty {b!r}")
+
+    walk(clean, faulty, path)
+    return "; ".join(found)
 
 
 def assert_meaningful(clean: dict[str, Any], log: RunLog, h: History) -> None:
