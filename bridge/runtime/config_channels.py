@@ -35,6 +35,7 @@ class SiteConfig(Section):
     previous_secret_env: EnvName | None = None
     max_retry_hours: Seconds = 72
     timeout_s: Seconds = 10
+    webhook_workers: Annotated[int, Field(ge=1, le=16)] = 1
 
     _secret: SecretStr = PrivateAttr(default=SecretStr(""))
     _previous_secret: SecretStr | None = PrivateAttr(default=None)

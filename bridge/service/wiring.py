@@ -137,7 +137,8 @@ def channels(config: Config) -> list[Channel]:
             previous.get_secret_value() if previous is not None else None,
             timeout_s=config.site.timeout_s,
         )
-        found.append(Channel("webhook", sender.send, config.site.max_retry_hours))
+        site = config.site
+        found.append(Channel("webhook", sender.send, site.max_retry_hours, site.webhook_workers))
     hours = config.site.max_retry_hours if config.site is not None else 72
     sms = config.notify.sms
     if sms.url is not None:

@@ -170,6 +170,8 @@ class SiteReceiver:
         self._statuses: list[int] = []
         self._retry_after: str | None = None
         self._delay = 0.0
+        self._working = 0
+        self.most_at_once = 0  # the most calls it was answering at one time (concurrent senders)
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -305,8 +307,17 @@ class SiteReceiver:
     def _handle(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
         with self._lock:
             delay = self._delay
-        if delay:
-            time.sleep(delay)
+            self._working += 1
+            self.most_at_once = max(self.most_at_once, self._working)
+        try:
+            if delay:
+                time.sleep(delay)
+            return self._answer(headers, body)
+        finally:
+            with self._lock:
+                self._working -= 1
+
+    def _answer(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
         verified = _verify(self.secret, headers, body)
         try:
             parsed = json.loads(body.decode("utf-8"))

@@ -226,7 +226,7 @@ def test_site_defaults_when_the_section_is_given(tmp_path: Path) -> None:
     config = load(tmp_path, edit(minimal(), "site", {"webhook_url": "https://shop.example/hook"}))
     assert config.site is not None
     assert (config.site.secret_env, config.site.previous_secret_env) == ("SITE_WEBHOOK_SECRET", None)
-    assert (config.site.max_retry_hours, config.site.timeout_s) == (72, 10)
+    assert (config.site.max_retry_hours, config.site.timeout_s, config.site.webhook_workers) == (72, 10, 1)
 
 
 def test_absent_program_sections_mean_disabled(tmp_path: Path) -> None:

@@ -95,6 +95,12 @@ BAD_VALUES: list[tuple[str, Any, str, str]] = [
     ("onec.page_size", 5001, "onec.page_size", "must be at most 5000"),
     ("onec.write_workers", 0, "onec.write_workers", "must be at least 1"),
     ("onec.write_workers", 17, "onec.write_workers", "must be at most 16"),
+    (
+        "site",
+        {"webhook_url": "https://shop.example/h", "webhook_workers": 0},
+        "site.webhook_workers",
+        "at least 1",
+    ),
     ("poll.interval_s", 0, "poll.interval_s", "must be greater than 0"),
     ("poll.interval_s", -1, "poll.interval_s", "must be greater than 0"),
     ("poll.overlap_s", -1, "poll.overlap_s", "must be at least 0"),
