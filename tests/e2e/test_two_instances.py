@@ -124,6 +124,9 @@ def _sample(store: SimStore) -> None:
     )
 
 
+SENDERS = 3  # the daemons' onec.write_workers and site.webhook_workers
+
+
 @pytest.fixture
 def install(pg_url: str, tmp_path: Path) -> Iterator[Install]:
     store = SimStore()
@@ -132,6 +135,9 @@ def install(pg_url: str, tmp_path: Path) -> Iterator[Install]:
         data = config_data(sim, site, tmp_path / "unused.db", **{"state.url": pg_url})
         data["poll"]["interval_s"] = INTERVAL_S
         data["log"] = {"level": "info"}
+        # The daemons send several write-backs and webhooks at once; the reference sends one at a time.
+        data["onec"]["write_workers"] = SENDERS
+        data["site"]["webhook_workers"] = SENDERS
         config = tmp_path / "config.yaml"
         config.write_text(yaml.safe_dump(_plain(data), allow_unicode=True), "utf-8")
         env = {**os.environ, "ONEC_PASSWORD": sim.password, "SITE_WEBHOOK_SECRET": SECRET}
@@ -322,7 +328,7 @@ def test_two_instances_one_worker_then_failover(install: Install, tmp_path: Path
     assert _attributes(install.store) == reference.final  # and 1C ends up exactly the same
     for key, n in install.store.writes.items():
         assert n == install.store.effective_writes[key], f"a redundant PATCH of {key}"
-    _assert_webhooks_single(install.site, resent_allowed=1)  # the one in flight at the kill
+    _assert_webhooks_single(install.site, resent_allowed=SENDERS)  # those in flight at the kill
 
     # --- stop: SIGTERM, exit 0 -----------------------------------------------------------------------
     _wait("the restarted instance to stand by", lambda: "standby" in restarted.text(), 20, install)
