@@ -756,7 +756,8 @@ def memory_child(orders: int, customers: int) -> None:
     with simulator(orders, customers, in_process=False) as sim, database("sqlite", folder, None) as url:
         clock = [NOW]
         _config, cycle, session = new_world(folder, url, sim, clock)
-        session.calls = _NoList()
+        session.calls = _NoList()  # recording off: the list would grow with the backlog
+        session.threads = _NoList()
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         result = cycle.run(StopToken())
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
