@@ -528,7 +528,7 @@ def bench_cycle(
         "b", f"I/O floor: the same {sent} requests, bridge's HTTP stack, {how}: seconds", f"{floor_s:.1f}"
     )
     if concurrent:
-        report.add("b", "I/O floor sent from one thread (for comparison): seconds", f"{serial_s:.1f}")
+        report.add("b", "I/O floor sent from one thread: seconds", f"{serial_s:.1f}")
     # Where the seconds are spent: the simulator is another process, so the difference between
     # wall clock and this process's CPU is (mostly) 1C answering. The floor's CPU is the HTTP stack.
     report.add("b", "cycle: CPU seconds of the bridge's process", f"{cpu:.1f}")
@@ -539,14 +539,14 @@ def bench_cycle(
         f"{cpu / (1.25 * floor_s):.2f}" if floor_s else "n/a",
         f"own CPU {cpu - floor_cpu:.1f} s, {(cpu - floor_cpu) / n * 1000:.2f} ms per order",
     )
-    ratio = elapsed / floor_s if floor_s else float("inf")
-    report.add("b", "bridge over the I/O floor", f"{ratio:.2f}×", f"≤ 1.25× ({verdict(ratio <= 1.25)})")
-    if concurrent and serial_s:
-        report.add(
-            "b",
-            "bridge over the floor sent from one thread (not the target's floor)",
-            f"{elapsed / serial_s:.2f}×",
-        )
+    # The floor is the least time the same calls can take: with concurrent write-backs, the lower
+    # of the two replays (on loopback the threads only contend for the GIL, and one is faster).
+    lowest = min(floor_s, serial_s) if concurrent and serial_s else floor_s
+    ratio = elapsed / lowest if lowest else float("inf")
+    which = " (the lower of the two floors)" if concurrent else ""
+    report.add(
+        "b", f"bridge over the I/O floor{which}", f"{ratio:.2f}×", f"≤ 1.25× ({verdict(ratio <= 1.25)})"
+    )
     return where
 
 

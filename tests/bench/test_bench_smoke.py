@@ -57,7 +57,7 @@ def test_bench_concurrent_write_backs_have_a_floor_with_the_same_concurrency() -
     for figure in (
         "onec.write_workers 3, 1C answering in +2 ms",
         "as many threads as the bridge's write-backs used: seconds",
-        "I/O floor sent from one thread (for comparison)",
+        "I/O floor sent from one thread: seconds",
         "bridge over the I/O floor",
     ):
         assert figure in out, f"{figure!r} missing from:\n{out}"
