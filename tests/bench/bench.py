@@ -540,7 +540,7 @@ def bench_cycle(
         f"own CPU {cpu - floor_cpu:.1f} s, {(cpu - floor_cpu) / n * 1000:.2f} ms per order",
     )
     # The floor is the least time the same calls can take: with concurrent write-backs, the lower
-    # of the two replays (on loopback the threads only contend for the GIL, and one is faster).
+    # of the two replays (on loopback the threads mostly contend for the GIL, and either can win).
     lowest = min(floor_s, serial_s) if concurrent and serial_s else floor_s
     ratio = elapsed / lowest if lowest else float("inf")
     which = " (the lower of the two floors)" if concurrent else ""
