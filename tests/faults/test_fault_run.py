@@ -109,7 +109,10 @@ def test_fault_run_seed_sweep(tmp_path: Path, seed: int) -> None:
     sweep tests/faults``)."""
     h = history(days=3)
     final = h.steps[-1].at + timedelta(days=20)
-    (clean, _), (faulty, log) = clean_and_faulty(tmp_path, h, final=final, faults=FaultPlan(0.2, seed))
+    # $BRIDGE_FAULT_WRITE_WORKERS: the faulty run sends that many write-backs at once.
+    workers = int(os.environ.get("BRIDGE_FAULT_WRITE_WORKERS", "1"))
+    plan = FaultPlan(0.2, seed, write_workers=workers)
+    (clean, _), (faulty, log) = clean_and_faulty(tmp_path, h, final=final, faults=plan)
     assert log.failures == []
     assert_same(clean, faulty)
 
