@@ -119,6 +119,7 @@ class Channel:
     send: Callable[[OutboxMessage], Bookkeeping | None]
     max_age_hours: float
     workers: int = 1  # messages sent at once (``deliver_channel``)
+    prepare: Callable[[list[OutboxMessage]], None] | None = None  # before each batch is sent
 
 
 class Cycle:
@@ -142,7 +143,10 @@ class Cycle:
         self.gateway = gateway
         self.source = source
         self.state = StoreState(engine, track_days)
-        self.channels = [Channel("onec", self._write_back, 24 * 30, write_workers), *channels]
+        self.channels = [
+            Channel("onec", self._write_back, 24 * 30, write_workers, self._before_batch),
+            *channels,
+        ]
         self._count_lock = threading.Lock()
         self.clock = clock
         self.history = history
@@ -218,6 +222,7 @@ class Cycle:
                 max_age_hours=channel.max_age_hours,
                 stop=lambda: token.requested,
                 workers=channel.workers,
+                prepare=channel.prepare,
             )
             self.heartbeat()
         result.writes_to_1c = self._writes
@@ -447,6 +452,18 @@ class Cycle:
                 exc.bookkeeping = remember  # type: ignore[attr-defined]
             raise
         return remember if recorded else None
+
+    def _before_batch(self, batch: list[OutboxMessage]) -> None:
+        """Look the batch's new card numbers up in 1C together, not one request per card (each
+        create is still checked against 1C's cards just before it is sent, as ``Gateway._card``
+        says). A failure leaves each card to look itself up."""
+        numbers = [str(m.payload.get("number") or "") for m in batch if m.kind == "card"]
+        if len(numbers) < 2:
+            return
+        try:
+            self.gateway.look_up_cards(numbers)
+        except BridgeError as exc:
+            log.info("onec.card_lookup_deferred", cards=len(numbers), error=str(exc))
 
     def _write(self, msg: OutboxMessage, record: Callable[[str, str, str], None]) -> None:
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import random
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import AbstractContextManager
@@ -102,6 +103,7 @@ def deliver_channel(
     limit: int = 100,
     stop: Callable[[], bool] | None = None,
     workers: int = 1,
+    prepare: Callable[[list[outbox.OutboxMessage]], None] | None = None,
 ) -> DeliveryStats:
     """Deliver every message of ``channel`` due at ``now``; return what happened.
 
@@ -137,6 +139,9 @@ def deliver_channel(
         stop: polled before every send; true ends the pass early (shutdown).
         workers: how many messages are sent at once (``send`` must then be safe to call from
             several threads).
+        prepare: called with each batch before any of it is sent (the 1C write-backs look the
+            batch's card numbers up together); it must not raise for a failure it can leave to
+            the sends.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -147,6 +152,16 @@ def deliver_channel(
     )
     tried: set[int] = set()
     pool = ThreadPoolExecutor(workers, thread_name_prefix=f"deliver-{channel}") if workers > 1 else None
+    # A send takes a slot, and the slot is given back once its outcome is written: at most
+    # ``workers`` messages are ever sent and not yet recorded (what a crash would send again).
+    slots, halted = threading.Semaphore(workers), threading.Event()
+
+    def task(msg: outbox.OutboxMessage) -> _Outcome | None:
+        slots.acquire()
+        if halted.is_set() or (stop is not None and stop()):
+            return None  # not sent
+        return _attempt(send, msg)
+
     try:
         while True:
             with conn_factory() as conn:
@@ -154,27 +169,29 @@ def deliver_channel(
             if not batch:  # nothing due, or only what this pass already tried (never loop on it)
                 return outcomes.stats
             tried.update(m.id for m in batch)
+            if prepare is not None:
+                prepare(batch)
             if pool is None or len(batch) == 1:
                 for msg in batch:
                     if stop is not None and stop():
                         return outcomes.stats
                     outcomes.settle(msg, _attempt(send, msg))
                 continue
-            pending = {
-                pool.submit(contextvars.copy_context().run, _attempt_unless, stop, send, msg): msg
-                for msg in batch
-            }
+            pending = {pool.submit(contextvars.copy_context().run, task, msg): msg for msg in batch}
             stopped = False
             for future in as_completed(pending):
                 outcome = future.result()
                 if outcome is None:
                     stopped = True  # stop() was true before this send: the others still count
-                    continue
-                outcomes.settle(pending[future], outcome)
+                else:
+                    outcomes.settle(pending[future], outcome)
+                slots.release()
             if stopped:
                 return outcomes.stats
     finally:
         if pool is not None:
+            halted.set()  # an error above: the sends not yet begun never begin
+            slots.release(workers)
             pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -189,16 +206,6 @@ def _attempt(
         return send(msg), None
     except BaseException as exc:
         return None, exc
-
-
-def _attempt_unless(
-    stop: Callable[[], bool] | None,
-    send: Callable[[outbox.OutboxMessage], Bookkeeping | None],
-    msg: outbox.OutboxMessage,
-) -> _Outcome | None:
-    if stop is not None and stop():
-        return None  # not sent
-    return _attempt(send, msg)
 
 
 @dataclass(slots=True)

@@ -9,9 +9,9 @@ for the life of the process.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import tzinfo
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -19,7 +19,7 @@ from bridge import crashpoints
 from bridge.domain.discounts import plan_order_discount
 from bridge.domain.model import Card, Customer, Order, OrderStatus, ReturnDoc
 from bridge.errors import DocumentError
-from bridge.onec.literals import Guid, eq
+from bridge.onec.literals import Filter, Guid, encode, eq, or_, query_string
 from bridge.onec.mapping import REF_KEY, AttributeKeys, Mapping, resolve_attributes
 from bridge.onec.odata import ODataClient
 from bridge.onec.translate import (
@@ -48,6 +48,9 @@ log = structlog.get_logger(__name__)
 Recorder = Callable[[str, str, str], None]  # (object, key, DataVersion the bridge produced)
 
 
+_UNKNOWN = object()  # a number not looked up with its batch
+
+
 class Gateway:
     """Reads and writes 1C for the cycle through one OData client and one mapping."""
 
@@ -73,6 +76,7 @@ class Gateway:
         self._kind_key: str | None = None
         self.sets = mapping.entity_sets()
         self._lock = threading.RLock()
+        self._found_cards: dict[str, dict[str, Any] | None] = {}
 
     # --- reference data ------------------------------------------------------------------------
 
@@ -206,11 +210,43 @@ class Gateway:
         return found
 
     def find_card(self, number: str) -> dict[str, Any] | None:
+        found = self._found_cards.pop(number, _UNKNOWN)  # looked up with its batch (``look_up_cards``)
+        if found is not _UNKNOWN:
+            return cast("dict[str, Any] | None", found)
         f = self.mapping.cards.fields
         for r in self.client.query(self.sets["cards"], filter=eq(f.number, number), top=2):
             if str(r.get(f.number) or "") == number:
                 return r
         return None
+
+    def look_up_cards(self, numbers: Iterable[str]) -> None:
+        """Look the numbers of a batch of card creates up in 1C together (``or`` chains within the URL
+        budget), for :meth:`find_card` to use once each; until the next batch replaces them."""
+        self._found_cards = {}  # a failure below leaves nothing stale behind
+        f = self.mapping.cards.fields
+        wanted = list(dict.fromkeys(numbers))
+        found: dict[str, dict[str, Any] | None] = dict.fromkeys(wanted)
+        for chain in self._number_chains(f.number, wanted):
+            for r in self.client.iter_all(self.sets["cards"], filter=chain):
+                number = str(r.get(f.number) or "")
+                if number in found and found[number] is None:
+                    found[number] = r
+        self._found_cards = found
+
+    def _number_chains(self, field: str, values: list[str]) -> Iterator[Filter]:
+        """``field eq '…' or …`` chains whose query string stays within ``onec.url_budget``."""
+        room = self.client.url_budget - len(
+            query_string(filter="", top=10**6, skip=10**6, orderby=["Ref_Key"]) + "&$filter="
+        )
+        chunk: list[Filter] = []
+        for value in values:
+            term = eq(field, value)
+            if chunk and len(encode(str(or_(*chunk, term)))) > room:
+                yield or_(*chunk)
+                chunk = []
+            chunk.append(term)
+        if chunk:
+            yield or_(*chunk)
 
     # --- writing the loyalty results -------------------------------------------------------------
 

@@ -197,3 +197,27 @@ def test_the_callers_log_context_reaches_the_workers(engine: Engine) -> None:
 def test_workers_must_be_positive(engine: Engine) -> None:
     with pytest.raises(ValueError, match="workers"):
         deliver_channel("onec", engine.begin, lambda m: None, T0, max_age_hours=1, workers=0)
+
+
+def test_never_more_than_workers_messages_sent_and_not_yet_recorded(engine: Engine) -> None:
+    """What a crash would send again is bounded by ``workers``, however slow the writing of outcomes:
+    a send waits for a slot, and a slot comes back only when an outcome is written."""
+    _enqueue(engine, customers=30, per_customer=1)
+    lock = threading.Lock()
+    unrecorded = {"now": 0, "most": 0}
+
+    def send(msg: outbox.OutboxMessage) -> Bookkeeping | None:
+        with lock:
+            unrecorded["now"] += 1
+            unrecorded["most"] = max(unrecorded["most"], unrecorded["now"])
+
+        def recorded(conn: Connection) -> None:
+            time.sleep(0.004)  # the calling thread is slow to write outcomes; the sends are fast
+            with lock:
+                unrecorded["now"] -= 1
+
+        return recorded
+
+    stats = deliver_channel("onec", engine.begin, send, T0, max_age_hours=1, workers=3)
+    assert stats.sent == 30
+    assert unrecorded["most"] == 3
