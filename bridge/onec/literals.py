@@ -348,6 +348,7 @@ def key_chunks(
     base_len: int = 0,
     *,
     entity_set: str | None = None,
+    strings: bool = False,
 ) -> Iterator[KeyChunk]:
     """Split keys into ``field eq guid'…' or …`` chains whose encoded query fits the budget.
 
@@ -361,6 +362,7 @@ def key_chunks(
         url_budget: the byte budget of the whole encoded query string.
         base_len: encoded bytes of the rest of the query (``$format=json&$select=…&$filter=``).
         entity_set: when set, keys are rendered as ``cast(guid'…','entity_set')`` (composite fields).
+        strings: the values are plain strings (a card's number), rendered as ``'…'``.
 
     Raises:
         ValueError: a single key does not fit the budget.
@@ -372,11 +374,11 @@ def key_chunks(
     terms: list[Filter] = []
     used = 0
     for raw in keys:
-        key = normalize_guid(raw)
+        key = raw if strings else normalize_guid(raw)
         if key in seen:
             continue
         seen.add(key)
-        term = eq(field, Cast(key, entity_set) if entity_set else Guid(key))
+        term = eq(field, key if strings else Cast(key, entity_set) if entity_set else Guid(key))
         cost = len(encode(term.text))
         extra = cost if not chunk else cost + separator
         if chunk and used + extra > room:

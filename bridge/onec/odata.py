@@ -30,7 +30,6 @@ Must not import bridge.store, bridge.site, bridge.notify or bridge.service.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -72,7 +71,6 @@ __all__ = ["ODataClient", "OutcomeUnknownError"]
 
 log = structlog.get_logger(__name__)
 
-_PLAIN_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")  # whole seconds
 
 Kind = Literal["read", "write", "create"]
 
@@ -143,7 +141,7 @@ class ODataClient:
         self.conflict_attempts = conflict_attempts
         self.requests_made = 0
         self._count_lock = threading.Lock()
-        self._plain_hours: dict[str, bool] = {}  # "YYYY-MM-DDTHH" -> no clock change in that hour
+        self._local_times = normalize.LocalTimes(tz)
 
     # ------------------------------------------------------------------ transport
 
@@ -256,37 +254,12 @@ class ODataClient:
             ):
                 return None
             if value[4:5] == "-" and value[10:11] == "T":
-                out[key] = self._local_time(value, key)
+                out[key] = self._local_times(value, key)
             elif value == normalize.EMPTY_GUID:
                 out[key] = None
             else:
                 out[key] = normalize.clean_text(value)
         return out
-
-    def _local_time(self, value: str, key: str) -> Any:
-        """``normalize_value`` of a date-shaped string, faster for whole-second times in an hour
-        without a clock change: there ``to_aware``'s round trip through UTC gives back the wall
-        time itself (fold 0), so the aware time is built directly."""
-        if _PLAIN_TIME.fullmatch(value) is None or value.startswith("0001-01-01"):
-            return normalize.normalize_value(value, self.tz, key=key)
-        naive = datetime.fromisoformat(value)
-        plain = self._plain_hours.get(value[:13])
-        if plain is None:
-            plain = self._plain_hours[value[:13]] = self._plain_hour(naive)
-        if not plain:
-            return normalize.to_aware(naive, self.tz)
-        return datetime(
-            naive.year, naive.month, naive.day, naive.hour, naive.minute, naive.second, 0, self.tz
-        )
-
-    def _plain_hour(self, naive: datetime) -> bool:
-        """True when ``naive``'s hour has no clock change: its first and last second come back
-        from ``to_aware`` as themselves (fold 0) with the same UTC offset."""
-        first = naive.replace(minute=0, second=0, microsecond=0)
-        last = first.replace(minute=59, second=59)
-        a, b = normalize.to_aware(first, self.tz), normalize.to_aware(last, self.tz)
-        unchanged = (a.replace(tzinfo=None), a.fold, b.replace(tzinfo=None), b.fold) == (first, 0, last, 0)
-        return unchanged and a.utcoffset() == b.utcoffset()
 
     def _rows(self, path: str, query: str) -> list[dict[str, Any]]:
         payload = self._json("GET", path, query)
@@ -446,22 +419,25 @@ class ODataClient:
         keys: Iterable[str],
         select: Sequence[str] | None = None,
         field: str = "Ref_Key",
+        strings: bool = False,
     ) -> list[dict[str, Any]]:
-        """Read the entities whose ``field`` is one of ``keys``, with ``or`` chains within the budget.
-
-        For ``Ref_Key`` each chain is one request (``$top`` = chain length); for another field
-        (several rows per key) each chain is paged. Missing keys are simply absent from the result.
-        """
-        return list(self.iter_by_keys(entity_set, keys, select=select, field=field))
+        """Read the entities whose ``field`` is one of ``keys`` (GUIDs, or plain ``strings``), with
+        ``or`` chains within the budget. For ``Ref_Key`` each chain is one request (``$top`` = its
+        length); for another field each chain is paged. Missing keys are absent from the result."""
+        return list(self.iter_by_keys(entity_set, keys, select=select, field=field, strings=strings))
 
     def key_chunks(
-        self, keys: Iterable[str], select: Sequence[str] | None = None, field: str = "Ref_Key"
+        self,
+        keys: Iterable[str],
+        select: Sequence[str] | None = None,
+        field: str = "Ref_Key",
+        strings: bool = False,
     ) -> Iterator[KeyChunk]:
         """The ``or`` chains :meth:`iter_by_keys` sends for ``keys``: one request each (unique keys)."""
         top_room = max(self.page_size, 10**6)  # an upper bound for the width of $top / $skip
         skip = top_room if field != "Ref_Key" else None
         base_len = len(query_string(select=select, top=top_room, skip=skip)) + len("&$filter=")
-        return key_chunks(keys, field, self.url_budget, base_len)
+        return key_chunks(keys, field, self.url_budget, base_len, strings=strings)
 
     def iter_by_keys(
         self,
@@ -469,11 +445,12 @@ class ODataClient:
         keys: Iterable[str],
         select: Sequence[str] | None = None,
         field: str = "Ref_Key",
+        strings: bool = False,
     ) -> Iterator[dict[str, Any]]:
         """Generator form of :meth:`get_by_keys`."""
         unique = field == "Ref_Key"
         path = entity_path(entity_set)
-        for chunk in self.key_chunks(keys, select, field):
+        for chunk in self.key_chunks(keys, select, field, strings):
             if unique:
                 yield from self._rows(
                     path, query_string(select=select, filter=chunk.filter, top=len(chunk.keys))

@@ -9,7 +9,7 @@ for the life of the process.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import tzinfo
 from typing import Any, cast
 
@@ -19,7 +19,7 @@ from bridge import crashpoints
 from bridge.domain.discounts import plan_order_discount
 from bridge.domain.model import Card, Customer, Order, OrderStatus, ReturnDoc
 from bridge.errors import DocumentError
-from bridge.onec.literals import Filter, Guid, encode, eq, or_, query_string
+from bridge.onec.literals import Guid, eq
 from bridge.onec.mapping import REF_KEY, AttributeKeys, Mapping, resolve_attributes
 from bridge.onec.odata import ODataClient
 from bridge.onec.translate import (
@@ -226,27 +226,11 @@ class Gateway:
         f = self.mapping.cards.fields
         wanted = list(dict.fromkeys(numbers))
         found: dict[str, dict[str, Any] | None] = dict.fromkeys(wanted)
-        for chain in self._number_chains(f.number, wanted):
-            for r in self.client.iter_all(self.sets["cards"], filter=chain):
-                number = str(r.get(f.number) or "")
-                if number in found and found[number] is None:
-                    found[number] = r
+        for r in self.client.iter_by_keys(self.sets["cards"], wanted, field=f.number, strings=True):
+            number = str(r.get(f.number) or "")
+            if number in found and found[number] is None:
+                found[number] = r
         self._found_cards = found
-
-    def _number_chains(self, field: str, values: list[str]) -> Iterator[Filter]:
-        """``field eq '…' or …`` chains whose query string stays within ``onec.url_budget``."""
-        room = self.client.url_budget - len(
-            query_string(filter="", top=10**6, skip=10**6, orderby=["Ref_Key"]) + "&$filter="
-        )
-        chunk: list[Filter] = []
-        for value in values:
-            term = eq(field, value)
-            if chunk and len(encode(str(or_(*chunk, term)))) > room:
-                yield or_(*chunk)
-                chunk = []
-            chunk.append(term)
-        if chunk:
-            yield or_(*chunk)
 
     # --- writing the loyalty results -------------------------------------------------------------
 
