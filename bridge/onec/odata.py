@@ -10,10 +10,17 @@ UTF-8 Basic auth.
 Retries and idempotency (why each kind of call is retried the way it is):
 - GET (``get_entity``, windows, keys, ``$metadata``): retried on 408/429/5xx, timeouts, resets,
   truncated bodies. A 5xx ``odata.error`` on a read is retried too (lock conflicts pass).
-- PATCH and ``Post``: retried on transport faults and 5xx *pages* — repeating them leads to the same
-  end state (PATCH sends target values and whole tabular sections; re-posting replaces the
-  document's movements). A 5xx ``odata.error`` (code ``-1``) on a write is 1C's business logic
-  refusing — a posting handler, a closed period, missing rights — and is raised as
+- PATCH and ``Post``: retried on 5xx *pages*, broken bodies and faults before the request was sent —
+  1C has finished with the request, and repeating it leads to the same end state (PATCH sends
+  target values and whole tabular sections; re-posting replaces the document's movements). A
+  PATCH that got no answer at all (a read timeout, a reset after sending) raises
+  :class:`~bridge.net.OutcomeUnknownError` instead, with ``retry_after`` the read timeout: 1C may
+  still be working on it, and a blind repeat carries tabular sections built from the read before
+  it — if anything changes the object between the two landing (an operator cancelling the rows,
+  1C finishing the first one late), the older section wins. The caller re-reads and rebuilds
+  after that wait (:meth:`ODataClient.patch_with_version`, the outbox's retry). ``Post`` without
+  an answer is still repeated: it sends no data. A 5xx ``odata.error`` (code ``-1``) on a write is
+  1C's business logic refusing — a posting handler, a closed period, missing rights — and is raised as
   :class:`~bridge.errors.OneCError` at once: repeating cannot change the answer, only re-run
   handlers and lengthen the cycle.
 - POST create: retried only when the request provably never reached 1C (connect errors/timeouts)
@@ -22,7 +29,7 @@ Retries and idempotency (why each kind of call is retried the way it is):
   must look for it before creating again, and not sooner than ``retry_after`` (the read timeout
   after a timeout or a reset: 1C goes on with a request whose caller stopped waiting, and a look
   made before it finishes finds nothing and creates a second object).
-- Exchange-plan functions (``SelectChanges``/``NotifyChangesReceived``): retried like PATCH; both
+- Exchange-plan functions (``SelectChanges``/``NotifyChangesReceived``): retried like ``Post``; both
   are repeatable for the same ``MessageNo``.
 
 Must not import bridge.store, bridge.site, bridge.notify or bridge.service.
@@ -164,6 +171,8 @@ class ODataClient:
         what = f"{method} {readable_path(path)}"
         write = kind != "read"
         idempotent = kind != "create"
+        # A PATCH with no answer is not repeated blind (see the module's docstring).
+        repeat_unanswered = idempotent and method != "PATCH"
         sent_headers = {"Accept": "application/json" if expect == "json" else "application/xml, */*"}
         if data is not None:
             if data:
@@ -187,7 +196,7 @@ class ODataClient:
                 )
             except requests.RequestException as exc:
                 settle = self.timeout[1]  # 1C may still be working on it: as long again
-                raise classify_exception(exc, url=url, idempotent=idempotent, settle_s=settle) from exc
+                raise classify_exception(exc, url=url, idempotent=repeat_unanswered, settle_s=settle) from exc
             normalize.check_answer(
                 response.status_code,
                 response.headers,
@@ -493,6 +502,10 @@ class ODataClient:
 
         ``If-Match`` is sent when given; 1C is documented to answer 412 on a mismatch but reported
         to ignore it, hence :meth:`patch_with_version`.
+
+        Raises:
+            OutcomeUnknownError: no answer came (read timeout, reset after sending); 1C may still
+                apply it. Re-read and rebuild, not sooner than ``retry_after``.
         """
         headers = {"If-Match": if_match} if if_match else None
         data = normalize.encode_json(body, self.tz, int64_fields=self.int64_fields)

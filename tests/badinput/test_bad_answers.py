@@ -3,8 +3,11 @@ that every document still lands exactly once."""
 
 from __future__ import annotations
 
+import threading
+import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -108,15 +111,20 @@ def test_a_write_whose_answer_is_lost_is_applied_exactly_once(tmp_path: Path) ->
         w.sim.faults.next("timeout_after_send", match="POST", seconds=1.0)  # the card's creation
         result = w.once(at(2, 12))
         assert result.failures == []
-        assert {k for k, _ in w.sim.faults.fired} == {"timeout_after_send"}
-        assert w.order_attr(order, "Бонусы начислено") == Decimal(400)
-        assert w.store.effective_writes[(ORDERS, order)] == 1
+        assert w.order_attr(order, "Бонусы начислено") == Decimal(400)  # applied; the answer lost
+        # Neither write is repeated blind: the PATCH waits a read timeout and re-reads (its rows
+        # were built from a read 1C may since have moved past); the customer's card waits behind it.
+        [patch] = [m for m in outbox_rows(w) if m.kind == "order"]
+        assert patch.status == "pending" and "may have been processed" in patch.last_error
         partner = w.store.get(ORDERS, order)["Партнер_Key"]  # type: ignore[index]
-        assert len(w.op.cards_of(partner)) == 1  # the POST was not repeated blindly
-        w.once(at(2, 13))
-        w.once(at(2, 14))
+        for hour in (13, 14, 15):
+            assert w.sim.wait_settled()  # each retry is due later: 1C has long finished
+            assert w.once(at(2, hour)).failures == []
+        assert {k for k, _ in w.sim.faults.fired} == {"timeout_after_send"}
+        assert len(w.sim.faults.fired) == 2
         assert w.store.effective_writes[(ORDERS, order)] == 1
-        assert len(w.op.cards_of(partner)) == 1
+        assert len(w.op.cards_of(partner)) == 1  # the POST was not repeated blindly either
+        assert {m.status for m in outbox_rows(w)} <= {"sent", "superseded"}  # nothing pending or dead
 
 
 def test_a_card_1c_creates_after_the_bridge_stopped_waiting_is_created_once(tmp_path: Path) -> None:
@@ -234,3 +242,44 @@ def test_documents_reordered_between_pages(tmp_path: Path) -> None:
         w.once(at(3, 4))  # past poll.reconcile_at
         assert [earned(w, o) for o in orders] == [Decimal(20)] * 9
         assert all(len([k for k, _ in entries(w, o) if k == "accrue"]) == 1 for o in orders)
+
+
+def test_rows_an_operator_cancels_while_1c_answers_a_discount_write_stay_cancelled(tmp_path: Path) -> None:
+    """1C applies the level discount (the whole goods section) and the answer is lost; before the
+    bridge gives up waiting, an operator cancels every row. A blind repeat of the PATCH would put
+    back the rows read before both (not cancelled) — the order would come back to life in 1C. The
+    bridge re-reads instead, after a read timeout, and finds nothing of its own left to write."""
+    with world(tmp_path, start=at(1), bonus=None) as w:
+        instant_retries(w)
+        w.cycle.gateway.client.timeout = (2.0, 0.5)
+        anna = w.op.partner("Петрова Анна Сергеевна", email="anna@example.ru")
+        w.op.order(anna, [(BIKE, 1, 12000)], date=at(1, 10).replace(tzinfo=None), status="Закрыт")
+        w.once(at(1, 11))  # 12 000 in the period: a 5 % level
+        order = w.op.order(anna, [(BIKE, 1, 1000)], date=at(2, 10).replace(tzinfo=None))
+
+        def rows_write(r: Any) -> bool:
+            return r.method == "PATCH" and order in r.path and "Товары".encode() in r.body
+
+        def lines() -> list[dict[str, Any]]:
+            return w.store.get(ORDERS, order)["Товары"]  # type: ignore[index,no-any-return]
+
+        w.sim.faults.next("timeout_after_send", match=rows_write, seconds=1.0)
+
+        def operator() -> None:  # cancels the order once 1C has applied the discount
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and lines()[0]["ПроцентАвтоматическойСкидки"] != 5:
+                time.sleep(0.005)
+            w.op.cancel(order)
+
+        thread = threading.Thread(target=operator)
+        thread.start()
+        assert w.once(at(2, 11)).failures == []
+        thread.join()
+        assert [k for k, _ in w.sim.faults.fired] == ["timeout_after_send"]
+        assert [line["Отменено"] for line in lines()] == [True]  # not put back by a repeat
+        [discount] = [m for m in outbox_rows(w) if m.kind == "discount"]
+        assert discount.status == "pending" and "may have been processed" in discount.last_error
+        assert w.sim.wait_settled()
+        assert w.once(at(2, 12)).failures == []
+        assert [line["Отменено"] for line in lines()] == [True]
+        assert {m.status for m in outbox_rows(w)} <= {"sent", "superseded"}

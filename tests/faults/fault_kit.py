@@ -152,7 +152,7 @@ def run(
         replay.setup()
         if faults is not None:
             w.sim.faults.rate(faults.rate, kinds=faults.kinds, seed=faults.seed, seconds=faults.seconds)
-        for step in replay.steps():
+        for step in replay.steps(settle=w.sim.wait_settled):
             cycle_until_complete(w, step.at, log)
             drain(w, step.at, log)
         if drain_clean:

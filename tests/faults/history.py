@@ -9,7 +9,7 @@ every run, so the comparison of two runs goes through the labels. Every order ha
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -103,8 +103,13 @@ class Replay:
         for i, name in enumerate(self.history.partners):
             self.keys[name] = self.op.partner(f"Клиент {name}", phone=f"+7916{i:07d}")
 
-    def steps(self) -> Iterator[Step]:
+    def steps(self, settle: Callable[[], bool] = lambda: True) -> Iterator[Step]:
+        """Apply each step's operator actions, then yield it. ``settle`` runs first: steps are hours
+        apart, and by then 1C has finished every request of the last one. Without it a write the
+        bridge stopped waiting for could land after an operator's later action — a delayed goods
+        section putting back rows the operator has since cancelled — which a real 1C never does."""
         for step in self.history.steps:
+            assert settle(), "1C is still working on a request of the previous step"
             for kind, arg in step.actions:
                 if kind == "order":
                     label, partner, items, date, redeem, closed = arg

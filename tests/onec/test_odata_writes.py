@@ -215,14 +215,38 @@ def test_business_failure_on_write_is_not_retried() -> None:
 
 
 @responses.activate
-def test_patch_is_retried_on_gateway_errors_and_timeouts() -> None:
+def test_patch_is_retried_on_gateway_errors_and_refused_connections() -> None:
     responses.patch(ANY, status=502, body="<html>Bad Gateway</html>", content_type="text/html")
-    responses.patch(ANY, body=requests.ReadTimeout("read timed out"))
+    responses.patch(ANY, body=refused())  # never reached 1C
     responses.patch(ANY, json={"DataVersion": "v2"})
     sleeps = Sleeps()
     c = client(sleeps)
     assert c.patch(ORDERS, KEY, {"Posted": True}) == {"DataVersion": "v2"}
     assert c.requests_made == 3 and len(sleeps.delays) == 2
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        requests.ReadTimeout("read timed out"),
+        requests.ConnectionError(
+            urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError(104, "reset"))
+        ),
+    ],
+)
+@responses.activate
+def test_a_patch_without_an_answer_is_not_repeated_blind(failure: Any) -> None:
+    """1C may still be applying it: a repeat built from the same read could land after it, or after
+    an operator's change, and put back tabular rows the object no longer has. The caller re-reads
+    (``patch_with_version``) after a read timeout."""
+    responses.patch(ANY, body=failure)
+    responses.patch(ANY, json={"DataVersion": "v2"})
+    sleeps = Sleeps()
+    c = client(sleeps)
+    with pytest.raises(OutcomeUnknownError, match="may have been processed") as info:
+        c.patch(ORDERS, KEY, {"Posted": True})
+    assert c.requests_made == 1 and sleeps.delays == []
+    assert info.value.retry_after == c.timeout[1]
 
 
 @responses.activate
