@@ -91,9 +91,9 @@ def test_fault_run_with_concurrent_write_backs_ends_where_the_clean_serial_run_d
     assert_same(clean, faulty)
 
 
-def _sweep() -> list[int]:
-    """``BRIDGE_FAULT_SEEDS``: seeds for the sweep, e.g. ``1-40`` or ``5,9,17`` (none by default)."""
-    text = os.environ.get("BRIDGE_FAULT_SEEDS", "").strip()
+def _sweep(variable: str = "BRIDGE_FAULT_SEEDS", default: str = "") -> list[int]:
+    """Seeds from ``variable``, e.g. ``1-40`` or ``5,9,17`` (``default`` when it is unset)."""
+    text = os.environ.get(variable, default).strip()
     seeds: list[int] = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         first, _, last = part.partition("-")
@@ -118,11 +118,15 @@ def test_fault_run_seed_sweep(tmp_path: Path, seed: int) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [3, 11])
+@pytest.mark.parametrize("seed", _sweep("BRIDGE_FAULT_LARGE_SEEDS", "3,11"))
 def test_fault_run_large(tmp_path: Path, seed: int) -> None:
+    """~300 orders over 12 days. ``BRIDGE_FAULT_LARGE_SEEDS`` picks other fault sequences and
+    ``BRIDGE_FAULT_WRITE_WORKERS`` the faulty run's concurrent write-backs, as for the sweep."""
     h = history(days=12, partners=40)
     final = h.steps[-1].at + timedelta(days=20)
-    (clean, _), (faulty, log) = clean_and_faulty(tmp_path, h, final=final, faults=FaultPlan(0.2, seed))
+    workers = int(os.environ.get("BRIDGE_FAULT_WRITE_WORKERS", "1"))
+    plan = FaultPlan(0.2, seed, write_workers=workers)
+    (clean, _), (faulty, log) = clean_and_faulty(tmp_path, h, final=final, faults=plan)
     assert h.orders >= 250
     assert_meaningful(clean, log, h)
     assert_same(clean, faulty)
