@@ -40,7 +40,7 @@ from typing import Any
 
 import schedule
 
-from bridge.errors import BridgeError, ConfigError, TransientError, describe
+from bridge.errors import BridgeError, ConfigError, ContractError, TransientError, describe
 from bridge.runtime.logging import bound_contextvars, get_logger
 from bridge.runtime.metrics import CycleStats, Metrics, MetricsServer
 from bridge.runtime.sdnotify import Notifier
@@ -183,6 +183,8 @@ class Daemon:
             except Exception as exc:
                 if isinstance(exc, TransientError):  # an outage: expected, no traceback every minute
                     log.warning("cycle failed; retrying on the next tick", **_error_fields(exc))
+                elif isinstance(exc, ContractError):  # 1C lost what the mapping names: the error says
+                    log.error("cycle failed; retrying on the next tick", **_error_fields(exc))
                 else:
                     log.error("cycle failed; retrying on the next tick", exc_info=True, **_error_fields(exc))
                 stats = CycleStats.failure(started, self._wall(), f"{type(exc).__name__}: {exc}")

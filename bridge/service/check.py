@@ -41,7 +41,15 @@ from bridge.onec.soap import SoapClient
 from bridge.onec.writes import card_kind_key
 from bridge.runtime.config import Config
 
-__all__ = ["CheckItem", "CheckReport", "format_report", "odata_client", "onec_name", "run_check"]
+__all__ = [
+    "CheckItem",
+    "CheckReport",
+    "format_report",
+    "metadata_drift",
+    "odata_client",
+    "onec_name",
+    "run_check",
+]
 
 EX_OK, EX_UNAVAILABLE, EX_CONFIG = 0, 69, 78
 AREAS: tuple[str, ...] = ("Config", "Mapping", "1C connection", "1C metadata", "Additional attributes")
@@ -252,6 +260,20 @@ def _metadata(report: CheckReport, client: ODataClient, config: Config) -> Metad
         return None
     report.add("1C connection", "ok", f"{url}: $metadata read, {len(metadata.entity_sets)} objects published")
     return metadata
+
+
+def metadata_drift(client: ODataClient, mapping: OneCMapping) -> list[str]:
+    """What the mapping names and 1C's ``$metadata`` lacks *now*: the ✗ lines ``check`` prints
+    under "1C metadata", each with its fix. For a running bridge whose reads 1C starts refusing
+    (someone changed the OData content). Empty when nothing is missing, or when ``$metadata``
+    cannot be read (then there is nothing to tell)."""
+    try:
+        metadata = parse_metadata(client.metadata())
+    except BridgeError:
+        return []
+    report = CheckReport()
+    _contract(report, mapping, metadata)
+    return [i.text + (f" — {i.fix}" if i.fix else "") for i in report.items if i.kind == "problem"]
 
 
 def _contract(report: CheckReport, mapping: OneCMapping, metadata: Metadata) -> set[str]:

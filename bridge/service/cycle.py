@@ -28,7 +28,8 @@ from structlog.contextvars import bound_contextvars
 
 from bridge import crashpoints
 from bridge.domain.model import Card, CardStatus, Order
-from bridge.errors import BridgeError, DocumentError, FatalHTTPError, OneCError, TransientError
+from bridge.errors import BridgeError, ContractError, DocumentError, FatalHTTPError, OneCError, TransientError
+from bridge.service.check import metadata_drift
 from bridge.service.delivery import Bookkeeping, DeliveryStats, deliver_channel
 from bridge.service.engine import Engine
 from bridge.service.gateway import Gateway
@@ -37,6 +38,12 @@ from bridge.store.db import make_durable
 from bridge.store.outbox import OutboxMessage
 
 log = structlog.get_logger(__name__)
+
+DRIFT_HINT = (
+    "until it is fixed, documents from this point on wait (nothing is skipped) while messages "
+    "already queued still go out; then the bridge goes on by itself. `loyalty-bridge check` lists "
+    "everything 1C lacks"
+)
 
 
 class Change(Protocol):
@@ -183,18 +190,30 @@ class Cycle:
         self._card_candidates, self._cards_read = set(), {}
         self.engine.tick(now, result.held)
         result.failures += result.held
-        complete = True
-        for change in self.source.read(self.state, now):
-            if token.requested:
-                complete = False
-                break
-            crashpoints.point("after_fetch")
-            self._process(change, now, result)
-            crashpoints.point("after_commit")
-            self.heartbeat()
-            self.progress(1)
+        self._drift = None
+        complete, drifted = True, None
+        try:
+            for change in self.source.read(self.state, now):
+                if token.requested:
+                    complete = False
+                    break
+                crashpoints.point("after_fetch")
+                self._process(change, now, result)
+                crashpoints.point("after_commit")
+                self.heartbeat()
+                self.progress(1)
+        except (OneCError, FatalHTTPError, ContractError) as exc:
+            drifted = self._diagnose(exc)
+            if drifted is None:
+                raise
+            # What is queued still goes out (below); the cursors stay where they are, so every
+            # document past this point is read again once the OData content is fixed.
+            complete = False
+            bound.error("cycle.metadata_drift", error=str(drifted), onec_error=str(exc))
         committed = False
-        if self._hold_cursors and complete and not token.requested:
+        if drifted is not None:
+            result.failures.append(str(drifted))
+        elif self._hold_cursors and complete and not token.requested:
             bound.warning("cycle.cursors_held", reason="a document failed for a reason that is not its own")
         elif complete and not token.requested:
             updates = self.source.cursor_updates()
@@ -239,10 +258,26 @@ class Cycle:
             duration_s=round(result.duration_s, 3),
             stopped=result.stopped,
         )
+        if drifted is not None:
+            raise drifted
         return result
+
+    def _diagnose(self, exc: BridgeError) -> ContractError | None:
+        """1C refusing a query as malformed (400) where the same query worked before, or rows
+        lacking a field the mapping names (``Gateway._whole``): has 1C's ``$metadata`` lost what
+        the mapping names (someone changed the OData content)? Read it at most once a cycle.
+        ``None`` when it has not: the error has another cause."""
+        if getattr(exc, "status", None) != 400 and not isinstance(exc, ContractError):
+            return None
+        if self._drift is None:
+            missing = metadata_drift(self.gateway.client, self.gateway.mapping)
+            said = [] if isinstance(exc, ContractError) else [f"1C said: {exc}"]
+            self._drift = ContractError([*missing, *said, DRIFT_HINT], error=str(exc)) if missing else False
+        return self._drift if isinstance(self._drift, ContractError) else None
 
     _writes = 0
     _hold_cursors = False
+    _drift: ContractError | bool | None = None  # this cycle's reading of $metadata after a 400
 
     # --- one document --------------------------------------------------------------------------------
 
@@ -306,6 +341,7 @@ class Cycle:
     def _not_the_document(self, change: Any, exc: BridgeError, result: CycleResult, doc: Any) -> None:
         """A failure that is 1C's, not the document's: report it and hold the cursors back, so the
         document is read again next cycle instead of falling behind the watermark unprocessed."""
+        exc = self._diagnose(exc) or exc  # a read the OData content no longer allows: say what is gone
         result.documents_failed += 1
         result.failures.append(f"{change.entity} {change.key}: {exc}")
         result.held.append(result.failures[-1])

@@ -18,7 +18,7 @@ import structlog
 from bridge import crashpoints
 from bridge.domain.discounts import plan_order_discount
 from bridge.domain.model import Card, Customer, Order, OrderStatus, ReturnDoc
-from bridge.errors import DocumentError
+from bridge.errors import ContractError, DocumentError
 from bridge.onec.literals import Guid, eq
 from bridge.onec.mapping import REF_KEY, AttributeKeys, Mapping, resolve_attributes
 from bridge.onec.odata import ODataClient
@@ -89,9 +89,29 @@ class Gateway:
         if self._keys is None:
             with self._lock:
                 if self._keys is None:
-                    rows = list(self._all(self.mapping.attributes.entity_set))
+                    rows = self._whole("attributes", self._all(self.mapping.attributes.entity_set))
                     self._keys = resolve_attributes(self.mapping, rows)
         return self._keys
+
+    def _whole(self, obj: str, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Rows read without ``$select``, checked for every field the mapping names. 1C sends
+        each published field of an object, so a missing one means 1C stopped publishing it (the
+        OData content was re-saved without it). Read on as if it were empty, it would silently
+        change results (a delivery product with no type earns points), so it is an error: the
+        cycle names what 1C lacks (``Cycle._diagnose``)."""
+        rows = list(rows)
+        needed = self.mapping.select_fields(obj)
+        for row in rows:
+            gone = [name for name in needed if name not in row]
+            if gone:
+                raise ContractError(
+                    [
+                        f"{self.sets[obj]}: 1C's answer has no {', '.join(gone)}, which the mapping "
+                        "names: 1C no longer publishes it (run `loyalty-bridge check`)"
+                    ],
+                    entity_set=self.sets[obj],
+                )
+        return rows
 
     def _all(self, entity_set: str, select: Iterable[str] | None = None) -> Iterable[dict[str, Any]]:
         """A whole (small, reference) entity set, page by page."""
@@ -111,7 +131,7 @@ class Gateway:
         while wanted - seen:
             batch = sorted(wanted - seen)
             seen |= set(batch)
-            rows = self.client.get_by_keys(self.sets["products"], batch)
+            rows = self._whole("products", self.client.get_by_keys(self.sets["products"], batch))
             self.products.add(rows)
             wanted = self.products.missing(ids)
 
@@ -121,14 +141,15 @@ class Gateway:
                 if self._vat is None:
                     vat = self.mapping.orders.lines.vat_rate
                     catalog = vat.catalog if vat is not None else None
-                    self._vat = vat_rates_from_rows(self._all(catalog), self.mapping) if catalog else {}
+                    rows = self._whole("vat_rates", self._all(catalog)) if catalog else []
+                    self._vat = vat_rates_from_rows(rows, self.mapping) if catalog else {}
         return self._vat
 
     def card_kind_key(self) -> str:
         if self._kind_key is None:
             with self._lock:
                 if self._kind_key is None:
-                    rows = list(self._all(self.sets["card_kinds"]))
+                    rows = self._whole("card_kinds", self._all(self.sets["card_kinds"]))
                     self._kind_key = card_kind_key(rows, self.mapping, self._card_kind)
         return self._kind_key
 
@@ -154,7 +175,7 @@ class Gateway:
         if not keys:
             return {}
         f = self.mapping.cards.fields
-        rows = self.client.get_by_keys(self.sets["cards"], keys)
+        rows = self._whole("cards", self.client.get_by_keys(self.sets["cards"], keys))
         return {str(r[REF_KEY]): str(r.get(f.number) or r.get(f.magnetic_code or "") or "") for r in rows}
 
     def read_order(self, key: str) -> dict[str, Any] | None:
@@ -164,6 +185,7 @@ class Gateway:
         row = self.client.get_entity(self.sets["partners"], key)
         if row is None:
             return None
+        self._whole("partners", [row])
         return customer_from_row(row, self.mapping), row
 
     def return_doc(self, row: dict[str, Any]) -> ReturnDoc:
@@ -189,14 +211,19 @@ class Gateway:
         """The usable cards 1C already has for a partner (of the configured kind, when one is set),
         each with its DataVersion."""
         f = self.mapping.cards.fields
-        rows = self.client.query(self.sets["cards"], filter=eq(f.customer, Guid(customer_id)), top=20)
+        rows = self._whole(
+            "cards", self.client.query(self.sets["cards"], filter=eq(f.customer, Guid(customer_id)), top=20)
+        )
         return self._usable_cards(rows).get(customer_id.lower(), [])
 
     def cards_of_many(self, customer_ids: Iterable[str]) -> dict[str, list[tuple[Card, str]]]:
         """:meth:`cards_of` for many partners in a few requests (``or`` chains within the URL
         budget); every partner asked about is in the answer, with ``[]`` when 1C has no card."""
         wanted = sorted({c.lower() for c in customer_ids})
-        rows = self.client.get_by_keys(self.sets["cards"], wanted, field=self.mapping.cards.fields.customer)
+        rows = self._whole(
+            "cards",
+            self.client.get_by_keys(self.sets["cards"], wanted, field=self.mapping.cards.fields.customer),
+        )
         found = self._usable_cards(rows)
         return {c: found.get(c, []) for c in wanted}
 

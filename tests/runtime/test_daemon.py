@@ -14,7 +14,7 @@ import schedule
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
-from bridge.errors import ConfigError, TransientError
+from bridge.errors import ConfigError, ContractError, TransientError
 from bridge.runtime.daemon import Daemon, run_once, status_line
 from bridge.runtime.metrics import CycleStats, Metrics
 from bridge.runtime.sdnotify import Notifier
@@ -117,24 +117,29 @@ def test_a_failing_cycle_is_logged_with_context_and_the_next_tick_retries(token:
             raise RuntimeError("a bug")
         if n == 2:
             raise TransientError("1C unreachable", url="http://1c/odata")
+        if n == 3:
+            raise ContractError(["Document_ЗаказКлиента has no field Статус (mapping: orders.status.field)"])
         return stats(documents_processed=2)
 
-    cycle, calls = stopping_after(3, token, body)
+    cycle, calls = stopping_after(4, token, body)
     with capture_logs(processors=[merge_contextvars]) as logs:
         assert Daemon(cycle, interval_s=0.02, token=token, notifier=notifier, metrics=metrics).run() == 0
-    assert len(calls) == 3
+    assert len(calls) == 4
     failed = [e for e in logs if e["event"] == "cycle failed; retrying on the next tick"]
     assert [(e["cycle"], e["error_type"], e["log_level"]) for e in failed] == [
         (1, "RuntimeError", "error"),
         (2, "TransientError", "warning"),
+        (3, "ContractError", "error"),  # 1C's OData lost a field: not fatal, it may come back
     ]
     assert failed[0].get("exc_info") is True and "exc_info" not in failed[1]  # no traceback per outage
+    assert "exc_info" not in failed[2]  # nor for drift: the message says what to do
     assert failed[1]["details"] == "url=http://1c/odata"
     statuses = [t for t in notifier.texts() if t.startswith("STATUS=last cycle")]
     assert "failed: RuntimeError: a bug" in statuses[0]
     assert "failed (2 in a row): TransientError: 1C unreachable" in statuses[1]
-    assert statuses[2].endswith(": 2 documents, 0 failed")
-    assert metrics.cycles.labels(result="failed")._value.get() == 2
+    assert "failed (3 in a row): ContractError: 1C metadata does not match the mapping: " in statuses[2]
+    assert statuses[3].endswith(": 2 documents, 0 failed")
+    assert metrics.cycles.labels(result="failed")._value.get() == 3
     assert metrics.health()[0] is True
 
 

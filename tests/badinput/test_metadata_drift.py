@@ -1,0 +1,98 @@
+"""``$metadata`` drift in a running installation: someone un-publishes a field the mapping names
+(re-saves the OData content without it). 1C then refuses every query that selects it (400,
+«Неизвестное свойство … в $select»). The cycle must say which field, which mapping key and what
+to do, still deliver what was already queued, skip nothing, and go on by itself once the field is
+back."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from bridge.errors import ContractError
+from tests.badinput.kit import ORDERS, at, earned, good_orders, instant_retries, outbox_rows, quarantined
+from tests.e2e.cycle_kit import world
+
+LOCK = "Конфликт блокировок при выполнении транзакции"
+
+
+def test_a_document_field_gone_from_1c_is_named_and_nothing_is_lost(tmp_path: Path) -> None:
+    with world(tmp_path, start=at(2)) as w:
+        instant_retries(w)
+        [first] = good_orders(w, 1)
+        w.sim.faults.next("error500", match=lambda r: r.method == "PATCH" and ORDERS in r.path, message=LOCK)
+        assert w.once(at(2, 12)).failures == []
+        assert earned(w, first) == Decimal(400)
+        assert w.order_attr(first, "Бонусы начислено") is None  # its write-back waits for a retry
+        later = good_orders(w, 2, day=3)
+        full = w.store.schema
+        w.store.schema = full.without(f"{ORDERS}.Статус")  # the OData content re-saved without it
+
+        with pytest.raises(ContractError) as caught:
+            w.once(at(3, 12))
+        message = str(caught.value)
+        assert message.startswith(
+            "1C metadata does not match the mapping: "
+            f"{ORDERS} has no field Статус (mapping: orders.status.field) — "
+        )
+        assert "re-save «Документ.ЗаказКлиента» in the OData content" in message
+        assert "1C refused (HTTP 400, code -1): Неизвестное свойство 'Статус' в $select" in message
+        assert "nothing is skipped" in message and "`loyalty-bridge check`" in message
+        # What was queued still went out; the new orders wait, neither applied nor quarantined.
+        assert w.order_attr(first, "Бонусы начислено") == Decimal(400)
+        assert [earned(w, o) for o in later] == [Decimal(0)] * 2 and quarantined(w) == {}
+
+        with pytest.raises(ContractError):  # every cycle says it again until it is fixed
+            w.once(at(3, 13))
+        w.store.schema = full  # published again: the bridge goes on from where it stopped
+        result = w.once(at(3, 14))
+        assert result.failures == [] and result.by_entity["order"] == 2
+        assert [earned(w, o) for o in later] == [Decimal(400)] * 2
+        assert w.once(at(3, 15)).failures == []
+        assert [earned(w, o) for o in [first, *later]] == [Decimal(400)] * 3  # once each
+        assert {m.status for m in outbox_rows(w)} <= {"sent", "superseded"}
+
+
+def test_a_partner_field_gone_from_1c_stops_the_read_and_names_it(tmp_path: Path) -> None:
+    """The partners of new orders are read with them: that read fails the same way, and
+    ``$metadata`` is read once for the cycle to say why."""
+    with world(tmp_path, start=at(2)) as w:
+        instant_retries(w)
+        orders = good_orders(w, 2)
+        full = w.store.schema
+        w.store.schema = full.without("Catalog_Партнеры.Description")
+        with pytest.raises(ContractError) as caught:
+            w.once(at(2, 12))
+        assert "Catalog_Партнеры has no field Description (mapping: " in str(caught.value)
+        assert "partners.fields.name" in str(caught.value)
+        assert "Неизвестное свойство 'Description' в $select" in str(caught.value)
+        assert w.store.request_count("GET", ("metadata",)) == 1
+        assert [earned(w, o) for o in orders] == [Decimal(0)] * 2 and quarantined(w) == {}
+        w.store.schema = full
+        assert w.once(at(2, 13)).failures == []
+        assert [earned(w, o) for o in orders] == [Decimal(400)] * 2
+
+
+def test_a_product_field_gone_from_1c_is_named_on_each_order_that_needs_it(tmp_path: Path) -> None:
+    """The products are read inside an order's processing: each order fails with what 1C lacks
+    (not quarantined: the document is not at fault), the cursors stay, and the first cycle after
+    the fix applies them."""
+    with world(tmp_path, start=at(2)) as w:
+        instant_retries(w)
+        orders = good_orders(w, 2)
+        full = w.store.schema
+        w.store.schema = full.without("Catalog_Номенклатура.ТипНоменклатуры")
+        result = w.once(at(2, 12))
+        assert len(result.failures) == 2 and quarantined(w) == {}, result.failures
+        for failure in result.failures:
+            assert (
+                "Catalog_Номенклатура has no field ТипНоменклатуры (mapping: products.fields.type)" in failure
+            )
+            assert "1C said" not in failure  # the rows came, without the field: no 1C error to quote
+        assert w.store.request_count("GET", ("metadata",)) == 1  # read once for the cycle
+        assert [earned(w, o) for o in orders] == [Decimal(0)] * 2
+        w.store.schema = full
+        assert w.once(at(2, 13)).failures == []
+        assert [earned(w, o) for o in orders] == [Decimal(400)] * 2
