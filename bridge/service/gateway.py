@@ -77,6 +77,7 @@ class Gateway:
         self.sets = mapping.entity_sets()
         self._lock = threading.RLock()
         self._found_cards: dict[str, dict[str, Any] | None] = {}
+        self._needed = {obj: mapping.select_fields(obj) for obj in self.sets}  # what ``_whole`` checks
 
     # --- reference data ------------------------------------------------------------------------
 
@@ -100,7 +101,7 @@ class Gateway:
         change results (a delivery product with no type earns points), so it is an error: the
         cycle names what 1C lacks (``Cycle._diagnose``)."""
         rows = list(rows)
-        needed = self.mapping.select_fields(obj)
+        needed = self._needed[obj]
         for row in rows:
             gone = [name for name in needed if name not in row]
             if gone:
