@@ -155,6 +155,7 @@ class Cycle:
             *channels,
         ]
         self._count_lock = threading.Lock()
+        self._drift_lock = threading.Lock()  # write-backs may ask from several threads
         self.clock = clock
         self.history = history
         self.heartbeat = heartbeat or (lambda: None)
@@ -269,10 +270,13 @@ class Cycle:
         ``None`` when it has not: the error has another cause."""
         if getattr(exc, "status", None) != 400 and not isinstance(exc, ContractError):
             return None
-        if self._drift is None:
-            missing = metadata_drift(self.gateway.client, self.gateway.mapping)
-            said = [] if isinstance(exc, ContractError) else [f"1C said: {exc}"]
-            self._drift = ContractError([*missing, *said, DRIFT_HINT], error=str(exc)) if missing else False
+        with self._drift_lock:
+            if self._drift is None:
+                missing = metadata_drift(self.gateway.client, self.gateway.mapping)
+                said = [] if isinstance(exc, ContractError) else [f"1C said: {exc}"]
+                self._drift = (
+                    ContractError([*missing, *said, DRIFT_HINT], error=str(exc)) if missing else False
+                )
         return self._drift if isinstance(self._drift, ContractError) else None
 
     _writes = 0
@@ -507,8 +511,16 @@ class Cycle:
         except OneCError as exc:
             # 1C refusing a write-back is most often a lock conflict («нарушение блокировки
             # данных») or a period closed for a while: retry it with the outbox's backoff (dead
-            # after the channel's max age) instead of losing the loyalty results at once.
-            raise TransientError(f"1C refused the write-back, will retry: {exc}", **exc.fields) from exc
+            # after the channel's max age) instead of losing the loyalty results at once. A 400
+            # may be the OData content lost a field: then say which (``_diagnose``).
+            drift = self._diagnose(exc)
+            reason = f"{exc} — {drift}" if drift else str(exc)  # 1C's own words first: never cut off
+            raise TransientError(f"1C refused the write-back, will retry: {reason}", **exc.fields) from exc
+        except ContractError as exc:  # reference data 1C now sends without a mapped field
+            lost = self._diagnose(exc) or exc
+            raise TransientError(
+                f"the write-back waits for 1C's OData content: {lost}", **exc.fields
+            ) from exc
         except FatalHTTPError as exc:
             if exc.status is None or not 200 <= exc.status < 300:
                 raise

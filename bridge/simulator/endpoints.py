@@ -142,7 +142,7 @@ class ODataService:
         if not _wants_json(query, headers) and method == "GET":
             return odata_error(406, "Поддерживается только формат JSON ($format=json)")
         if key:
-            return self._entity(method, es, key, headers, body)
+            return self._entity(method, es, key, headers, body, query)
         if method == "GET":
             return self._collection(es, query)
         if method == "POST":
@@ -240,18 +240,30 @@ class ODataService:
             dumps({"odata.metadata": f"{self.base}$metadata", "value": value}).encode(),
         )
 
-    def _one(self, es: EntitySet, row: Mapping[str, Any]) -> bytes:
-        payload = {"odata.metadata": f"{self.base}$metadata#{es.name}/@Element", **render_row(es, row)}
+    def _one(self, es: EntitySet, row: Mapping[str, Any], select: set[str] | None = None) -> bytes:
+        payload = {
+            "odata.metadata": f"{self.base}$metadata#{es.name}/@Element",
+            **render_row(es, row, select),
+        }
         return dumps(payload).encode()
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def _entity(self, method: str, es: EntitySet, key: str, headers: Mapping[str, str], body: bytes) -> Reply:
+    def _entity(
+        self,
+        method: str,
+        es: EntitySet,
+        key: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        query: Mapping[str, str] | None = None,
+    ) -> Reply:
         if method == "GET":
+            select = _select(es, (query or {}).get("$select"))  # 1C refuses an unknown one here too
             row = self.store.get(es.name, key)
             if row is None:
                 return _not_found(es, key)
-            return Reply(200, {"Content-Type": JSON_TYPE}, self._one(es, row))
+            return Reply(200, {"Content-Type": JSON_TYPE}, self._one(es, row, select))
         if method in ("PATCH", "MERGE"):
             if_match = _header(headers, "If-Match")
             if if_match is not None:

@@ -96,3 +96,53 @@ def test_a_product_field_gone_from_1c_is_named_on_each_order_that_needs_it(tmp_p
         w.store.schema = full
         assert w.once(at(2, 13)).failures == []
         assert [earned(w, o) for o in orders] == [Decimal(400)] * 2
+
+
+def test_a_write_back_refused_for_a_lost_field_says_which(tmp_path: Path) -> None:
+    """The order's additional attributes un-published: the cycle's read fails as above, and the
+    write-back already queued, which re-reads that section before writing, waits with the same
+    diagnosis in the outbox (``last_error``) instead of 1C's bare 400; it goes out once fixed."""
+    section = f"{ORDERS}.ДополнительныеРеквизиты"
+    with world(tmp_path, start=at(2)) as w:
+        instant_retries(w)
+        [order] = good_orders(w, 1)
+        w.sim.faults.next("error500", match=lambda r: r.method == "PATCH" and ORDERS in r.path, message=LOCK)
+        assert w.once(at(2, 12)).failures == []
+        full = w.store.schema
+        w.store.schema = full.without(section)
+        with pytest.raises(ContractError, match=f"{ORDERS} has no section field ДополнительныеРеквизиты"):
+            w.once(at(3, 12))
+        [msg] = [m for m in outbox_rows(w) if m.kind == "order"]
+        assert msg.status == "pending" and msg.attempts == 2
+        assert msg.last_error.startswith("TransientError: 1C refused the write-back, will retry: GET ")
+        assert "Неизвестное свойство 'ДополнительныеРеквизиты' в $select — 1C metadata does not match" in (
+            msg.last_error
+        )
+        assert "has no section field ДополнительныеРеквизиты." in msg.last_error
+        w.store.schema = full
+        assert w.once(at(3, 13)).failures == []
+        assert w.order_attr(order, "Бонусы начислено") == Decimal(400)
+        assert {m.status for m in outbox_rows(w)} <= {"sent", "superseded"}
+
+
+def test_reference_data_without_a_mapped_field_holds_the_write_back_not_kills_it(tmp_path: Path) -> None:
+    """Card kinds come back without their name (no ``cards.kind`` set, so only creating a card reads
+    them): the card's creation waits, pending with the diagnosis, instead of being given up on."""
+    kinds = "Catalog_ВидыКартЛояльности"
+    with world(tmp_path, start=at(2), cards={"prefix": "2990", "kind": None}) as w:
+        instant_retries(w)
+        [order] = good_orders(w, 1)
+        full = w.store.schema
+        w.store.schema = full.without(f"{kinds}.Description")
+        assert w.once(at(2, 12)).failures == []
+        [card] = [m for m in outbox_rows(w) if m.kind == "card"]
+        assert card.status == "pending"
+        assert card.last_error.startswith(
+            "TransientError: the write-back waits for 1C's OData content: 1C metadata does not match the "
+            f"mapping: {kinds} has no field Description (mapping: "
+        )
+        w.store.schema = full
+        assert w.once(at(2, 13)).failures == []
+        partner = w.store.get(ORDERS, order)["Партнер_Key"]  # type: ignore[index]
+        assert len(w.op.cards_of(partner)) == 1
+        assert {m.status for m in outbox_rows(w)} <= {"sent", "superseded"}

@@ -43,6 +43,16 @@ def test_select(odata) -> None:
     assert bad.status_code == 400 and "odata.error" in bad.json()
 
 
+def test_select_by_key(odata) -> None:
+    """One entity by key honours ``$select`` as a collection does, unknown names refused alike."""
+    key = odata.values(ORDERS, **{"$top": 1})[0]["Ref_Key"]
+    row = odata.get(f"{ORDERS}(guid'{key}')", **{"$select": "Ref_Key,DataVersion,Товары"}).json()
+    assert set(row) == {"odata.metadata", "Ref_Key", "DataVersion", "Товары"} and row["Товары"]
+    bad = odata.get(f"{ORDERS}(guid'{key}')", **{"$select": "Ref_Key,Нет"})
+    assert bad.status_code == 400
+    assert bad.json()["odata.error"]["message"]["value"] == "Неизвестное свойство 'Нет' в $select"
+
+
 def test_paging_with_top_and_skip(odata) -> None:
     everything = [r["Ref_Key"] for r in odata.values(ORDERS, **{"$top": 100})]
     pages = []
