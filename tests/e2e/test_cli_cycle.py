@@ -95,6 +95,26 @@ def test_check_reports_a_missing_attribute_and_exits_78(
         assert "Бонусы начислено" in out and "Бонусы начислено" in err
 
 
+def test_once_names_a_field_1c_stopped_publishing_and_exits_1(install: Install) -> None:
+    """``$metadata`` drift between two runs: ``once`` says which field, which mapping key, and
+    that nothing is skipped (exit 1: a cycle that left documents undone); fixed, it goes on."""
+    cfg = str(install.config)
+    cli("db", "upgrade", "--config", cfg)
+    store = install.sim.store
+    full = store.schema
+    store.schema = full.without("Document_ЗаказКлиента.Статус")
+    code, _, err = cli("once", "--config", cfg, "--now", "2026-03-20T12:00:00")
+    assert code == 1
+    [line] = [x for x in err.splitlines() if x.startswith("loyalty-bridge: ")]  # the rest are JSON logs
+    assert line.startswith("loyalty-bridge: 1C metadata does not match the mapping: ")
+    assert "Document_ЗаказКлиента has no field Статус (mapping: orders.status.field)" in line
+    assert "nothing is skipped" in line
+    store.schema = full
+    code, out, err = cli("once", "--config", cfg, "--now", "2026-03-20T12:01:00")
+    assert code in (0, 1), err  # the sample has documents that fail on purpose
+    assert "documents applied" in out and "0 documents applied" not in out
+
+
 def test_cancelled_order_is_reversed_in_1c_and_on_the_site(install: Install) -> None:
     cfg = str(install.config)
     cli("db", "upgrade", "--config", cfg)
