@@ -108,7 +108,8 @@ class Gateway:
                 raise ContractError(
                     [
                         f"{self.sets[obj]}: 1C's answer has no {', '.join(gone)}, which the mapping "
-                        "names: 1C no longer publishes it (run `loyalty-bridge check`)"
+                        f"names: 1C no longer publishes {'it' if len(gone) == 1 else 'them'} "
+                        "(run `loyalty-bridge check`)"
                     ],
                     entity_set=self.sets[obj],
                 )
@@ -142,8 +143,8 @@ class Gateway:
                 if self._vat is None:
                     vat = self.mapping.orders.lines.vat_rate
                     catalog = vat.catalog if vat is not None else None
-                    rows = self._whole("vat_rates", self._all(catalog)) if catalog else []
-                    self._vat = vat_rates_from_rows(rows, self.mapping) if catalog else {}
+                    rows = self._whole("vat_rates", self._all(catalog)) if catalog else None
+                    self._vat = vat_rates_from_rows(rows, self.mapping) if rows is not None else {}
         return self._vat
 
     def card_kind_key(self) -> str:
