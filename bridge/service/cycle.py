@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
@@ -39,6 +39,9 @@ from bridge.store.outbox import OutboxMessage
 
 log = structlog.get_logger(__name__)
 
+#: While 1C keeps refusing the same query, its ``$metadata`` (megabytes in UT 11, seconds for 1C to
+#: build) is read again at most this often to say what it lacks; the cycle still fails every time.
+DRIFT_RECHECK = timedelta(minutes=15)
 DRIFT_HINT = (
     "until it is fixed, documents from this point on wait (nothing is skipped) while messages "
     "already queued still go out; then the bridge goes on by itself. `loyalty-bridge check` lists "
@@ -156,6 +159,7 @@ class Cycle:
         ]
         self._count_lock = threading.Lock()
         self._drift_lock = threading.Lock()  # write-backs may ask from several threads
+        self._drift_seen: tuple[str, datetime, list[str]] | None = None  # across cycles
         self.clock = clock
         self.history = history
         self.heartbeat = heartbeat or (lambda: None)
@@ -272,7 +276,12 @@ class Cycle:
             return None
         with self._drift_lock:
             if self._drift is None:
-                missing = metadata_drift(self.gateway.client, self.gateway.mapping)
+                now, seen = self.clock(), self._drift_seen
+                if seen is not None and seen[0] == str(exc) and now - seen[1] < DRIFT_RECHECK:
+                    missing = seen[2]  # the same refusal as a cycle ago: the same answer
+                else:
+                    missing = metadata_drift(self.gateway.client, self.gateway.mapping)
+                    self._drift_seen = (str(exc), now, missing)
                 said = [] if isinstance(exc, ContractError) else [f"1C said: {exc}"]
                 self._drift = (
                     ContractError([*missing, *said, DRIFT_HINT], error=str(exc)) if missing else False
