@@ -211,14 +211,11 @@ class Cycle:
             drifted = self._diagnose(exc)
             if drifted is None:
                 raise
-            # What is queued still goes out (below); the cursors stay where they are, so every
-            # document past this point is read again once the OData content is fixed.
+            # What is queued still goes out (below), and the error is raised after it; the cursors
+            # stay where they are, so every document past this point is read again once it is fixed.
             complete = False
-            bound.error("cycle.metadata_drift", error=str(drifted), onec_error=str(exc))
         committed = False
-        if drifted is not None:
-            result.failures.append(str(drifted))
-        elif self._hold_cursors and complete and not token.requested:
+        if self._hold_cursors and complete and not token.requested:
             bound.warning("cycle.cursors_held", reason="a document failed for a reason that is not its own")
         elif complete and not token.requested:
             updates = self.source.cursor_updates()
