@@ -47,6 +47,12 @@ DRIFT_HINT = (
     "already queued still go out; then the bridge goes on by itself. `loyalty-bridge check` lists "
     "everything 1C lacks"
 )
+#: The same, when only a write-back needs what 1C lost: the documents are still processed.
+WRITE_DRIFT_HINT = (
+    "until it is fixed, the write-backs that need it wait in the outbox (retried, nothing is lost) "
+    "while documents are still processed; then they go out by themselves. `loyalty-bridge check` "
+    "lists everything 1C lacks"
+)
 
 
 class Change(Protocol):
@@ -195,7 +201,7 @@ class Cycle:
         self._card_candidates, self._cards_read = set(), {}
         self.engine.tick(now, result.held)
         result.failures += result.held
-        self._drift = None
+        self._drift, self._write_drift = None, None
         complete, drifted = True, None
         try:
             for change in self.source.read(self.state, now):
@@ -260,15 +266,19 @@ class Cycle:
             duration_s=round(result.duration_s, 3),
             stopped=result.stopped,
         )
+        drifted = drifted or self._write_drift  # only write-backs need it: they wait, said here
         if drifted is not None:
             raise drifted
         return result
 
-    def _diagnose(self, exc: BridgeError) -> ContractError | None:
+    def _diagnose(
+        self, exc: BridgeError, *, hint: str = DRIFT_HINT, quote: bool = True
+    ) -> ContractError | None:
         """1C refusing a query as malformed (400) where the same query worked before, or rows
         lacking a field the mapping names (``Gateway._whole``): has 1C's ``$metadata`` lost what
         the mapping names (someone changed the OData content)? Read it at most once a cycle.
-        ``None`` when it has not: the error has another cause."""
+        ``None`` when it has not: the error has another cause. ``quote`` adds 1C's own words
+        (left out where the caller puts them first); ``hint`` says what waits meanwhile."""
         if getattr(exc, "status", None) != 400 and not isinstance(exc, ContractError):
             return None
         with self._drift_lock:
@@ -279,15 +289,16 @@ class Cycle:
                 else:
                     missing = metadata_drift(self.gateway.client, self.gateway.mapping)
                     self._drift_seen = (str(exc), now, missing)
-                said = [] if isinstance(exc, ContractError) else [f"1C said: {exc}"]
-                self._drift = (
-                    ContractError([*missing, *said, DRIFT_HINT], error=str(exc)) if missing else False
-                )
-        return self._drift if isinstance(self._drift, ContractError) else None
+                self._drift = missing or False
+        if not self._drift:
+            return None
+        said = [f"1C said: {exc}"] if quote and not isinstance(exc, ContractError) else []
+        return ContractError([*self._drift, *said, hint], error=str(exc))
 
     _writes = 0
     _hold_cursors = False
-    _drift: ContractError | bool | None = None  # this cycle's reading of $metadata after a 400
+    _drift: list[str] | bool | None = None  # this cycle's reading of $metadata after a 400
+    _write_drift: ContractError | None = None  # what a write-back found 1C lacks, said at the end
 
     # --- one document --------------------------------------------------------------------------------
 
@@ -519,11 +530,11 @@ class Cycle:
             # данных») or a period closed for a while: retry it with the outbox's backoff (dead
             # after the channel's max age) instead of losing the loyalty results at once. A 400
             # may be the OData content lost a field: then say which (``_diagnose``).
-            drift = self._diagnose(exc)
+            drift = self._write_drifted(exc, quote=False)
             reason = f"{exc} — {drift}" if drift else str(exc)  # 1C's own words first: never cut off
             raise TransientError(f"1C refused the write-back, will retry: {reason}", **exc.fields) from exc
         except ContractError as exc:  # reference data 1C now sends without a mapped field
-            lost = self._diagnose(exc) or exc
+            lost = self._write_drifted(exc) or exc
             raise TransientError(
                 f"the write-back waits for 1C's OData content: {lost}", **exc.fields
             ) from exc
@@ -537,6 +548,16 @@ class Cycle:
             with self._count_lock:  # write-backs may be sent by several threads (``onec.write_workers``)
                 self._writes += 1
         log.debug("onec.write_back", kind=msg.kind, target=msg.target, outcome=outcome)
+
+    def _write_drifted(self, exc: BridgeError, *, quote: bool = True) -> ContractError | None:
+        """``_diagnose`` for a write-back: the message waits in the outbox with the diagnosis, and
+        the cycle ends with it (the daemon logs it, ``once`` exits 1) although every document went
+        through, so a lost field only writes need does not go unnoticed behind quiet retries."""
+        drift = self._diagnose(exc, hint=WRITE_DRIFT_HINT, quote=quote)
+        if drift is not None:
+            with self._drift_lock:
+                self._write_drift = self._write_drift or drift
+        return drift
 
 
 def _same_person(given: str, known: str) -> bool:

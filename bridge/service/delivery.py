@@ -265,7 +265,7 @@ class _Outcomes:
             bound.warning("outbox.dead", attempts=msg.attempts + 1, error=_describe(exc))
         else:
             self.stats.retried += 1
-            bound.info("outbox.retry", attempts=msg.attempts + 1, next_at=next_at.isoformat())
+            bound.info("outbox.retry", attempts=msg.attempts + 1, next_at=next_at.isoformat(), error=exc_text)
 
 
 def deliver_webhooks(

@@ -140,7 +140,10 @@ def test_reference_data_without_a_mapped_field_holds_the_write_back_not_kills_it
         [order] = good_orders(w, 1)
         full = w.store.schema
         w.store.schema = full.without(f"{kinds}.Description")
-        assert w.once(at(2, 12)).failures == []
+        with pytest.raises(ContractError, match=f"{kinds} has no field Description") as caught:
+            w.once(at(2, 12))  # every document went through; the card waits, and the cycle says why
+        assert "the write-backs that need it wait in the outbox" in str(caught.value)
+        assert earned(w, order) == Decimal(400)
         [card] = [m for m in outbox_rows(w) if m.kind == "card"]
         assert card.status == "pending"
         assert card.last_error.startswith(
@@ -151,4 +154,41 @@ def test_reference_data_without_a_mapped_field_holds_the_write_back_not_kills_it
         assert w.once(at(2, 13)).failures == []
         partner = w.store.get(ORDERS, order)["Партнер_Key"]  # type: ignore[index]
         assert len(w.op.cards_of(partner)) == 1
+        assert {m.status for m in outbox_rows(w)} <= {"sent", "superseded"}
+
+
+def test_the_card_number_gone_from_1c_holds_new_cards_and_names_the_field(tmp_path: Path) -> None:
+    """The cards' number field un-published: new customers' cards are looked up by number with a
+    ``$filter`` on it, which 1C refuses (400, «Неизвестное свойство»). No card is created blind, the
+    ledger is kept, and the cards go out once the field is back; one card per customer."""
+    cards = "Catalog_КартыЛояльности"
+    with world(tmp_path, start=at(2)) as w:
+        instant_retries(w)
+        orders = good_orders(w, 2)
+        full = w.store.schema
+        w.store.schema = full.without(f"{cards}.Штрихкод")
+        with pytest.raises(ContractError) as caught:
+            w.once(at(2, 12))
+        message = str(caught.value)
+        assert message.startswith(
+            f"1C metadata does not match the mapping: {cards} has no field Штрихкод (mapping: cards.fields.number)"
+        ), message
+        assert "the write-backs that need it wait in the outbox (retried, nothing is lost)" in message
+        assert "1C said" not in message  # 1C's words are the write-back's, first in its last_error
+        # The documents went through; only the cards wait, each with 1C's words and the diagnosis.
+        assert [earned(w, o) for o in orders] == [Decimal(400)] * 2 and quarantined(w) == {}
+        waiting = [m for m in outbox_rows(w) if m.kind == "card"]
+        assert len(waiting) == 2 and {m.status for m in waiting} == {"pending"}
+        for msg in waiting:
+            assert "Неизвестное свойство 'Штрихкод' объекта Catalog_КартыЛояльности — 1C metadata" in (
+                msg.last_error
+            ), msg.last_error
+        assert w.store.request_count("POST", (cards,)) == 0  # nothing created without its look-up
+        assert w.store.request_count("GET", ("metadata",)) == 1
+        w.store.schema = full
+        assert w.once(at(2, 13)).failures == []
+        assert [earned(w, o) for o in orders] == [Decimal(400)] * 2
+        for order in orders:
+            partner = w.store.get(ORDERS, order)["Партнер_Key"]  # type: ignore[index]
+            assert len(w.op.cards_of(partner)) == 1
         assert {m.status for m in outbox_rows(w)} <= {"sent", "superseded"}

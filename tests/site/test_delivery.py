@@ -14,6 +14,7 @@ from itertools import pairwise
 
 import pytest
 from sqlalchemy import Connection, Engine
+from structlog.testing import capture_logs
 
 from bridge.errors import FatalHTTPError, TransientError
 from bridge.service.delivery import DeliveryStats, deliver_channel, deliver_webhooks, retry_at
@@ -55,11 +56,14 @@ def test_5xx_is_retried_later_with_the_same_webhook_id(engine: Engine, site: Sit
     first = enqueue_snapshot(engine, "c1", T0)
     second = enqueue_snapshot(engine, "c1", T0)
     site.status(502)
-    stats = deliver(engine, site, T0)
+    with capture_logs() as logs:
+        stats = deliver(engine, site, T0)
     assert stats == DeliveryStats(retried=1, requests=1)  # the second waits behind the first
     waiting = row(engine, first.id)
     assert waiting.status == outbox.PENDING and waiting.attempts == 1
     assert "502" in waiting.last_error
+    [logged] = [e for e in logs if e["event"] == "outbox.retry"]  # the log says why, not only when
+    assert logged["error"] == waiting.last_error and logged["attempts"] == 1
     assert T0 < waiting.next_attempt_at <= T0 + timedelta(seconds=30)
     assert deliver(engine, site, waiting.next_attempt_at - timedelta(milliseconds=1)).requests == 0
     stats = deliver(engine, site, waiting.next_attempt_at)
