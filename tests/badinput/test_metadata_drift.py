@@ -171,7 +171,8 @@ def test_the_card_number_gone_from_1c_holds_new_cards_and_names_the_field(tmp_pa
             w.once(at(2, 12))
         message = str(caught.value)
         assert message.startswith(
-            f"1C metadata does not match the mapping: {cards} has no field Штрихкод (mapping: cards.fields.number)"
+            f"1C metadata does not match the mapping: {cards} has no field Штрихкод "
+            "(mapping: cards.fields.number)"
         ), message
         assert "the write-backs that need it wait in the outbox (retried, nothing is lost)" in message
         assert "1C said" not in message  # 1C's words are the write-back's, first in its last_error
