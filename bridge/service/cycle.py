@@ -290,10 +290,11 @@ class Cycle:
                     missing = metadata_drift(self.gateway.client, self.gateway.mapping)
                     self._drift_seen = (str(exc), now, missing)
                 self._drift = missing or False
-        if not self._drift:
+        missing = self._drift
+        if not isinstance(missing, list):
             return None
         said = [f"1C said: {exc}"] if quote and not isinstance(exc, ContractError) else []
-        return ContractError([*self._drift, *said, hint], error=str(exc))
+        return ContractError([*missing, *said, hint], error=str(exc))
 
     _writes = 0
     _hold_cursors = False
