@@ -290,11 +290,11 @@ class Cycle:
                     missing = metadata_drift(self.gateway.client, self.gateway.mapping)
                     self._drift_seen = (str(exc), now, missing)
                 self._drift = missing or False
-        missing = self._drift
-        if not isinstance(missing, list):
+        lacks = self._drift
+        if not isinstance(lacks, list):
             return None
         said = [f"1C said: {exc}"] if quote and not isinstance(exc, ContractError) else []
-        return ContractError([*missing, *said, hint], error=str(exc))
+        return ContractError([*lacks, *said, hint], error=str(exc))
 
     _writes = 0
     _hold_cursors = False
