@@ -205,7 +205,10 @@ def _settle_reservation(
     released = book.release(order.id, now, cause)
     if target > ZERO:
         book.reserve(order.id, target, order.date if history else now, now, cause)
-    elif released > ZERO:
+    if released > target:
+        # Points handed back pay the debt first, as a new accrual's do (SPEC §2): also when the
+        # request was only lowered. The lower reservation was taken first: it was decided against
+        # what this order held, so it always fits; the debt takes what is left.
         book.settle_debt(now, cause)
 
 

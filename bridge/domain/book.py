@@ -146,6 +146,9 @@ class Book:
             lot.amount += points
         if kind is EntryKind.EXPIRE and lot_id is not None:
             self.lots[lot_id].write_offs += 1
+            self.lots[lot_id].expired -= points
+        elif kind is EntryKind.UNEXPIRE and lot_id is not None:
+            self.lots[lot_id].expired -= points
         if order_id is not None and kind in _ACCRUAL_KINDS:
             self.accrued[order_id] = self.accrued.get(order_id, ZERO) + points
         if allocations:
@@ -198,8 +201,29 @@ class Book:
 
     def clawback(self, order_id: str, points: Decimal, now: datetime, cause: str) -> Decimal:
         """Take back ``points`` of an order's accrual: its own lot first, then the customer's other
-        live lots (first to expire first); what cannot be covered becomes debt. Returns the debt."""
-        own = [self.lots[order_id]] if order_id in self.lots else []
+        live lots (first to expire first); what cannot be covered becomes debt. Returns the debt.
+
+        Points the lot lost to expiry were never spent: what its own remaining points do not cover
+        is taken from that write-off first (an ``UNEXPIRE`` entry gives them back to the lot, and
+        the clawback takes them), not from the customer's other lots or as debt. The ledger then
+        equals one where the order never earned them: nothing to spend, nothing to expire."""
+        lot = self.lots.get(order_id)
+        if lot is not None and lot.expired > ZERO:
+            undo = min(points - max(lot.remaining, ZERO), lot.expired)
+            if undo > ZERO:
+                self.post(
+                    Entry(
+                        EntryKind.UNEXPIRE,
+                        self.customer_id,
+                        now,
+                        points=undo,
+                        lot_id=lot.id,
+                        order_id=lot.order_id,
+                        allocations=(Allocation(lot.id, -undo),),
+                        cause=cause,
+                    )
+                )
+        own = [lot] if lot is not None else []
         others = spend_order(lot for lot in self.lots.values() if lot.id != order_id and lot.is_live(now))
         plan = take([*own, *others], points)
         covered = sum((part for _, part in plan), ZERO)

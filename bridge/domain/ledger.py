@@ -27,6 +27,7 @@ class EntryKind(StrEnum):
     RESERVE = "reserve"  # −points reserved / spent on an order (FIFO by expiry)
     RELEASE = "release"  # +points of a released reservation back to their original lots
     EXPIRE = "expire"  # −points written off at a lot's expiry
+    UNEXPIRE = "unexpire"  # +points of a write-off undone: the lot's own accrual is being reversed
     DEBT_REPAY = "debt_repay"  # points of a lot paying off debt (net 0)
     VOLUME = "volume"  # ±money of an order's purchase amount (volume and period sum)
 
@@ -53,7 +54,7 @@ class Entry:
     money: Decimal = ZERO
     debt_delta: Decimal = ZERO
     order_id: str | None = None
-    lot_id: str | None = None  # ACCRUE: the lot credited; EXPIRE: the lot written off
+    lot_id: str | None = None  # ACCRUE: the lot credited; EXPIRE/UNEXPIRE: the lot written off
     lot: LotDates | None = None  # ACCRUE: the lot's dates (fixed at the first accrual)
     allocations: tuple[Allocation, ...] = ()
     cause: str = ""  # what triggered it: "doc:<id>@<version>", "time", "return:<id>@<version>"

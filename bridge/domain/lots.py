@@ -33,6 +33,7 @@ class Lot:
     amount: Decimal = ZERO
     allocated: Decimal = ZERO
     write_offs: int = 0  # EXPIRE entries so far (points given back after expiry are written off again)
+    expired: Decimal = ZERO  # points written off at expiry, less those a reversed accrual took back
 
     @property
     def remaining(self) -> Decimal:

@@ -6,6 +6,7 @@ jumps; and document versions already applied are applied again. After every step
 
 * available ≥ 0, available ≤ total, debt ≥ 0, for every customer;
 * no lot has more allocated than it holds (remaining ≥ 0), nor a negative allocation total;
+* no live point while a debt is open (every point that comes back pays the debt first);
 * re-applying any document version already applied changes nothing;
 * the ledger equals a fresh evaluation of the final 1C state: every order's accrual, reservation
   and volume contribution are recomputed here, independently, from the order as 1C now holds it
@@ -231,6 +232,10 @@ class LedgerMachine(RuleBasedStateMachine):
             assert book.debt >= ZERO, (customer, book.debt)
             for lot in lots:
                 assert ZERO <= lot.allocated <= lot.amount, (customer, lot)
+                assert ZERO <= lot.expired <= lot.amount, (customer, lot)
+            # Debt is paid from every point that comes back (accruals, released reservations)
+            # before the customer can spend it: no live point while a debt is open.
+            assert book.debt == ZERO or total_at(lots, self.now) == ZERO, (customer, book.debt, lots)
 
     @invariant()
     def ledger_equals_fresh_evaluation_of_1c(self) -> None:
