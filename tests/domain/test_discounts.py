@@ -133,9 +133,38 @@ def test_fixed_sum_manual_discount_counts_as_its_percent() -> None:
 
 
 def test_line_never_goes_below_zero() -> None:
+    # 95 of 100 already taken off the row by redeemed points (lines net of points): 10 % would be
+    # 10.00, but only 5.00 is left to take.
+    planned = discount_line(line(price="100", amount="5"), D(10))
+    assert (planned.auto_percent, planned.auto_amount, planned.amount) == (D(10), D(5), D(0))
+
+
+def test_a_manual_amount_above_the_level_gets_nothing_on_top() -> None:
+    # 1C's percent field says 5 % but the row's manual amount is 99.99 of 100: that is the larger
+    # discount, and discounts are never summed.
     planned = discount_line(line(price="100", manual_pct="5", manual_amt="99.99"), D(10))
-    assert planned.auto_amount == D("0.01")
-    assert planned.amount == D(0)
+    assert (planned.auto_amount, planned.amount) == (D(0), D("0.01"))
+
+
+@pytest.mark.parametrize(
+    ("price", "qty", "manual_pct", "manual_amt", "level", "whole"),
+    [
+        ("15000", "1", "0", "500", "10", "1500.00"),  # a fixed-sum promotion: 6.66 % alone gives 999.00
+        ("1000", "1", "0", "33.33", "10", "100.00"),
+        ("1234.50", "1", "7", "86.42", "10", "123.45"),  # 3 % alone would give 37.04: 1 kopeck over 10 %
+        ("333.33", "3", "0", "1", "5", "50.00"),
+    ],
+)
+def test_the_line_gets_exactly_the_larger_percent_of_its_gross(
+    price: str, qty: str, manual_pct: str, manual_amt: str, level: str, whole: str
+) -> None:
+    """SPEC §3 "the larger percent wins": manual + automatic amount is the level percent of the
+    gross, rounded once to kopecks, whatever the manual discount's own rounding or fraction."""
+    row = line(price=price, qty=qty, manual_pct=manual_pct, manual_amt=manual_amt)
+    planned = discount_line(row, D(level))
+    assert planned.manual_amount + planned.auto_amount == D(whole)
+    assert planned.amount == planned.base - D(whole)
+    assert planned.auto_percent <= D(level) - planned.manual_percent  # the field never claims more
 
 
 @pytest.mark.parametrize("flag", ["delivery", "cancelled"])
