@@ -231,7 +231,8 @@ def check(config_path: Path | None) -> None:
 @wait_option
 @guarded
 def backfill(since_text: str, config_path: Path | None, now_text: str | None, wait_s: float) -> None:
-    """Import orders since DATE as history: close time = document date, no notifications."""
+    """Import orders and returns since DATE as history: close time = document date, nothing sent
+    to the site or customers (1C is written)."""
     from bridge.service.runner import BackfillSource, CycleRunner
     from bridge.service.wiring import load
 

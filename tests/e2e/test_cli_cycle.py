@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -16,6 +17,7 @@ from bridge.simulator import SimStore, Simulator, build_schema, load_sample
 from bridge.simulator.operator import Operator
 from bridge.simulator.site import SiteReceiver
 from tests.e2e.cycle_kit import SECRET, config_data
+from tests.e2e.test_cycle_notify import Gateway
 
 
 @dataclass
@@ -26,9 +28,11 @@ class Install:
     op: Operator
 
 
-def _install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: SimStore) -> Iterator[Install]:
+def _install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: SimStore, **overrides: Any
+) -> Iterator[Install]:
     with Simulator(store) as sim, SiteReceiver(SECRET) as site:
-        data = config_data(sim, site, tmp_path / "state.db")
+        data = config_data(sim, site, tmp_path / "state.db", **overrides)
         path = tmp_path / "config.yaml"
         path.write_text(yaml.safe_dump(_plain(data), allow_unicode=True), "utf-8")
         monkeypatch.setenv("ONEC_PASSWORD", sim.password)
@@ -136,6 +140,32 @@ def test_cancelled_order_is_reversed_in_1c_and_on_the_site(install: Install) -> 
     latest = install.site.latest(partner)
     assert latest is not None and latest["bonus"]["total"] == "0"
     assert "points_reversed" in install.site.effective[-1].json["data"]["reasons"]
+
+
+def test_backfill_sends_nothing_about_history_returns_included(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The audit's case: the sample's return ВК-00000001 (2 March) imported by ``backfill`` sent a
+    ``points_reversed`` webhook and an SMS. History, returns included, is announced to nobody; 1C
+    still gets its fields, and the next live cycle has nothing to catch up on."""
+    store = SimStore()
+    load_sample(store)
+    with Gateway() as sms:
+        notify = {"sms": {"url": sms.url, "token_env": "SMS_TOKEN", "sender": "SHOP"}}
+        monkeypatch.setenv("SMS_TOKEN", "tok")
+        for inst in _install(tmp_path, monkeypatch, store, notify=notify):
+            cfg = str(inst.config)
+            cli("db", "upgrade", "--config", cfg)
+            code, out, err = cli(
+                "backfill", "--from", "2025-01-01", "--config", cfg, "--now", "2026-03-20T12:00:00"
+            )
+            assert code == 0, err
+            assert "documents applied" in out and sum(store.effective_writes.values()) > 0
+            partner = "f86fb8ad-7731-586e-8ca4-3743ada08a0a"  # the return's customer
+            assert inst.op.partner_attribute(partner, "Бонусы всего") == 156  # the return counted
+            assert inst.site.deliveries == [] and sms.received == []
+            cli("once", "--config", cfg, "--now", "2026-03-20T12:05:00")
+            assert inst.site.deliveries == [] and sms.received == []
 
 
 def test_outbox_lists_and_resends_dead_messages(install: Install) -> None:
