@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,6 +167,44 @@ def test_backfill_sends_nothing_about_history_returns_included(
             assert inst.site.deliveries == [] and sms.received == []
             cli("once", "--config", cfg, "--now", "2026-03-20T12:05:00")
             assert inst.site.deliveries == [] and sms.received == []
+
+
+def test_once_exits_69_when_the_site_cannot_be_reached(install: Install) -> None:
+    """Nothing listens on ``site.webhook_url``: one line names the key and the error, the webhooks
+    stay queued, exit 69; the next run with the site back delivers them."""
+    cfg = str(install.config)
+    cli("db", "upgrade", "--config", cfg)
+    port = install.site.port
+    install.site.stop()
+    code, out, err = cli("once", "--config", cfg, "--now", "2026-03-20T12:00:00")
+    assert code == 69, err
+    assert "documents applied" in out  # the cycle itself went through
+    [line] = [x for x in err.splitlines() if x.startswith("loyalty-bridge: site unreachable")]
+    assert "site.webhook_url" in line and f"127.0.0.1:{port}" in line and "refused" in line
+    queued = [m for m in json.loads(cli("outbox", "--json", "--config", cfg)[1]) if m["channel"] == "webhook"]
+    assert queued and all(m["status"] == "pending" for m in queued)
+    assert f"{len(queued)} webhook message(s) stay queued and go out with the next run" in line
+    with SiteReceiver(SECRET, port=port) as site:
+        code, _, err = cli("once", "--config", cfg, "--now", "2026-03-20T13:00:00")
+        assert code in (0, 1) and "site unreachable" not in err  # the sample fails some documents
+        assert {d.webhook_id for d in site.effective} == {m["message_id"] for m in queued}
+
+
+def test_a_site_answering_an_error_or_nothing_to_send_is_not_unreachable(install: Install) -> None:
+    """An HTTP error is the site's answer (retried, exit not 69); with nothing to send a site
+    that is down does not matter."""
+    cfg = str(install.config)
+    cli("db", "upgrade", "--config", cfg)
+    install.site.status(500, count=1000)
+    code, _, err = cli("once", "--config", cfg, "--now", "2026-03-20T12:00:00")
+    assert code in (0, 1) and "site unreachable" not in err
+    assert install.site.deliveries and not install.site.effective
+    install.site.reset()
+    cli("once", "--config", cfg, "--now", "2026-03-20T13:00:00")  # the retries are due: delivered
+    assert cli("outbox", "--config", cfg)[1].startswith("outbox is empty")
+    install.site.stop()
+    code, _, err = cli("once", "--config", cfg, "--now", "2026-03-20T13:01:00")
+    assert code == 0, err
 
 
 def test_outbox_lists_and_resends_dead_messages(install: Install) -> None:
