@@ -451,12 +451,21 @@ def outbox_retry(message: str | None, all_dead: bool, config_path: Path | None, 
 @click.option(
     "--keep", type=click.Path(file_okay=False, path_type=Path), default=None, help="Keep state here."
 )
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Play the demo with this config file's loyalty programs (bonus, discount, cards prefix, "
+    "delivery_products) instead of the built-in example's; its 1C, state, site and notify settings "
+    "and secrets are not used. No default: without it the built-in example runs.",
+)
 @guarded
-def demo(keep: Path | None) -> None:
+def demo(keep: Path | None, config_path: Path | None) -> None:
     """Run the whole pipeline on built-in sample data and print what happened."""
     from bridge.service.demo import run_demo
 
-    run_demo(keep)
+    run_demo(keep, config_path)
 
 
 if __name__ == "__main__":
