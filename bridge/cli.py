@@ -139,7 +139,8 @@ def sole_instance(config: Any, wait_s: float) -> Iterator[None]:
 
 def _one_cycle(config: Any, wait_s: float, make_runner: Callable[[], Any]) -> None:
     """Run one cycle as the sole instance, print its summary, exit 1 naming each failure: a quarantined
-    document, or one not applied this cycle through 1C's fault (tried again next cycle)."""
+    document, or one not applied this cycle through 1C's fault (tried again next cycle). Exit 69
+    (after those lines) when the site could not be reached at all (``site_unreachable_line``)."""
     from bridge.runtime.signals import StopToken, install
 
     with sole_instance(config, wait_s):
@@ -147,14 +148,30 @@ def _one_cycle(config: Any, wait_s: float, make_runner: Callable[[], Any]) -> No
         token = StopToken()
         uninstall = install(token)
         try:
-            runner(token)
+            stats = runner(token)
         finally:
             uninstall()
     result = runner.last
     assert result is not None
     click.echo(_summary(result))
-    if result.failures:
-        fail(failure_lines(result), EX_DOCS_FAILED)
+    lines = failure_lines(result)
+    site = result.deliveries.get("webhook")
+    if site is not None and site.unreachable:
+        queued = stats.outbox_depth.get("webhook", 0)
+        fail([*lines, site_unreachable_line(site, queued)], EX_UNAVAILABLE)
+    if lines:
+        fail(lines, EX_DOCS_FAILED)
+
+
+def site_unreachable_line(site: Any, queued: int) -> str:
+    """What a one-shot command says when not one webhook got an answer (refused, timed out, name
+    not resolved); ``queued`` webhooks are pending. An HTTP error status is the site's answer, and
+    SMS / e-mail gateways are not the site: those leave the exit status alone and are retried like
+    any failure (``outbox`` lists them)."""
+    kept = f"{queued} webhook message(s) stay queued and go out with the next run"
+    if site.dead:
+        kept += f"; {site.dead} past site.max_retry_hours are dead (re-send: outbox retry --all-dead)"
+    return f"site unreachable, check site.webhook_url: {site.unanswered_error}; {kept}"
 
 
 def failure_lines(result: Any) -> list[str]:
@@ -231,7 +248,8 @@ def check(config_path: Path | None) -> None:
 @wait_option
 @guarded
 def backfill(since_text: str, config_path: Path | None, now_text: str | None, wait_s: float) -> None:
-    """Import orders since DATE as history: close time = document date, no notifications."""
+    """Import orders and returns since DATE as history: close time = document date, nothing sent
+    to the site or customers (1C is written)."""
     from bridge.service.runner import BackfillSource, CycleRunner
     from bridge.service.wiring import load
 
@@ -433,12 +451,21 @@ def outbox_retry(message: str | None, all_dead: bool, config_path: Path | None, 
 @click.option(
     "--keep", type=click.Path(file_okay=False, path_type=Path), default=None, help="Keep state here."
 )
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Play the demo with this config file's loyalty programs (bonus, discount, cards prefix, "
+    "delivery_products) instead of the built-in example's; its 1C, state, site and notify settings "
+    "and secrets are not used. No default: without it the built-in example runs.",
+)
 @guarded
-def demo(keep: Path | None) -> None:
+def demo(keep: Path | None, config_path: Path | None) -> None:
     """Run the whole pipeline on built-in sample data and print what happened."""
     from bridge.service.demo import run_demo
 
-    run_demo(keep)
+    run_demo(keep, config_path)
 
 
 if __name__ == "__main__":

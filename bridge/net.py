@@ -2,8 +2,9 @@
 
 Owns:
 - classification of an HTTP answer or a ``requests`` failure into the exception tree
-  (408/429/5xx, timeouts, resets → :class:`~bridge.errors.TransientError` with ``retry_after``;
-  any other 4xx → :class:`~bridge.errors.FatalHTTPError`);
+  (408/429/5xx, timeouts, resets → :class:`~bridge.errors.TransientError` with ``retry_after``,
+  :class:`NoAnswerError` when no answer came at all; any other 4xx →
+  :class:`~bridge.errors.FatalHTTPError`);
 - the idempotency rule for writes that must not be repeated blindly (:class:`OutcomeUnknownError`);
 - exponential backoff with full jitter and a cap (:func:`backoff_delay`), ``Retry-After`` parsing
   (:func:`parse_retry_after`), and the tenacity-based retry loop (:func:`retrying`,
@@ -49,6 +50,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "NOT_PROCESSED_STATUSES",
     "TRANSIENT_STATUSES",
+    "NoAnswerError",
     "OutcomeUnknownError",
     "RetryPolicy",
     "TimeoutSession",
@@ -81,6 +83,14 @@ class OutcomeUnknownError(TransientError):
 
     Transient for the caller — re-read the peer's state, then decide whether to repeat — but never
     retried by :func:`retrying`: repeating a create on a read timeout could create twice.
+    """
+
+
+class NoAnswerError(TransientError):
+    """The peer gave no answer at all: connection refused or reset, a timeout, a name not resolved.
+
+    Retried like any :class:`TransientError`; its own type tells "could not reach the peer" from
+    an error the peer answered with (which carries its ``status``), e.g. for ``once``'s exit 69.
     """
 
 
@@ -232,9 +242,11 @@ def classify_exception(
 ) -> FatalHTTPError | TransientError:
     """Map a ``requests`` failure (no HTTP answer) to the error to raise.
 
-    Timeouts, connection errors and broken/short bodies are transient; a malformed URL or an invalid
-    header is fatal. For non-idempotent requests only :func:`is_connect_failure` errors stay plainly
-    transient; the rest become :class:`OutcomeUnknownError`, whose ``retry_after`` is ``settle_s``:
+    Timeouts, connection errors and broken/short bodies are transient — connection errors (refused,
+    reset, name not resolved) and timeouts, where no answer came at all, as :class:`NoAnswerError`;
+    a malformed URL or an invalid header is fatal. For non-idempotent requests only
+    :func:`is_connect_failure` errors stay plainly transient; the rest become
+    :class:`OutcomeUnknownError`, whose ``retry_after`` is ``settle_s``:
     the peer may still be working on a request the client gave up waiting for (1C finishes a
     request whose caller has gone), so whoever looks the result up before repeating it should wait
     at least that long (the read timeout: as long again as the peer was already given).
@@ -254,6 +266,8 @@ def classify_exception(
         return OutcomeUnknownError(
             message + " (the request may have been processed)", url=url, error=kind, retry_after=settle_s
         )
+    if isinstance(exc, requests.ConnectionError | requests.Timeout):
+        return NoAnswerError(message, url=url, error=kind)
     return TransientError(message, url=url, error=kind)
 
 

@@ -149,6 +149,31 @@ def test_demo_runs_on_a_fresh_machine(tmp_path: Path) -> None:
     assert (tmp_path / "demo" / "state.db").exists()
 
 
+def test_demo_plays_the_story_with_the_programs_of_a_given_config(
+    config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``demo --config``: that file's programs (no group matches the simulator's folders, levels
+    from 10 000) on the demo's own 1C, state and site; the file's 1C secret is not needed."""
+    monkeypatch.delenv("ONEC_PASSWORD")
+    code, out, err = run("demo", "--config", str(config_file), "--keep", str(tmp_path / "demo"))
+    assert code == 0, err
+    assert f"from {config_file}" in out
+    # (14 700 − its 5 % level discount − 500 points) × 3 %: no coefficient, the group does not match
+    assert "spent 500, earned 403" in out
+    assert "level Фанат животных" in out and "Король дорог" not in out
+    assert not (tmp_path / "state.db").exists()  # the file's state database is not touched
+
+
+def test_demo_with_a_bad_config_exits_78_naming_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("bonus:\n  tiers:\n    - {code: silver, name: S, threshold: 0, rate: -1}\n", "utf-8")
+    code, _, err = run("demo", "--config", str(path))
+    assert code == 78
+    assert "bonus.tiers[0].rate" in err
+    code, _, err = run("demo", "--config", str(tmp_path / "missing.yaml"))
+    assert code == 78 and "config file not found" in err
+
+
 def test_python_dash_m_is_the_same_cli() -> None:
     import subprocess
     import sys

@@ -70,16 +70,25 @@ def apply_order(
     facts.order = order
     before = _snapshot(book, rules, now)
     _settle_reservation(book, rules, facts, order, now, history, tz, cause)
-    _settle_purchase(book, rules, facts, order, now, history, cause)
+    _settle_purchase(book, rules, facts, order, now, history, cause, emit=not history)
     if not history:
         _emit_changes(book, rules, before, now, order.id)
     return facts
 
 
 def apply_return(
-    book: Book, rules: Rules, ret: ReturnDoc, now: datetime, *, tz: tzinfo | None = None
+    book: Book,
+    rules: Rules,
+    ret: ReturnDoc,
+    now: datetime,
+    *,
+    history: bool = False,
+    tz: tzinfo | None = None,
 ) -> OrderFacts | None:
     """Record a customer return against its order and re-evaluate that order.
+
+    ``history`` (``backfill``) emits no events, like an order imported as history; the return's
+    effects are the same and dated as without it (``now``, the order's close time for volume).
 
     Returns the order's facts, or None when the order is not known yet (the return is kept and
     takes effect when the order arrives).
@@ -92,8 +101,9 @@ def apply_return(
         return None
     cause = f"return:{ret.id}@{ret.version}"
     before = _snapshot(book, rules, now)
-    _settle_purchase(book, rules, facts, facts.order, now, False, cause)
-    _emit_changes(book, rules, before, now, facts.order_id)
+    _settle_purchase(book, rules, facts, facts.order, now, False, cause, emit=not history)
+    if not history:
+        _emit_changes(book, rules, before, now, facts.order_id)
     return facts
 
 
@@ -241,7 +251,15 @@ def _decide(book: Book, bonus: BonusRules, order: Order, t: datetime, tz: tzinfo
 
 
 def _settle_purchase(
-    book: Book, rules: Rules, facts: OrderFacts, order: Order, now: datetime, history: bool, cause: str
+    book: Book,
+    rules: Rules,
+    facts: OrderFacts,
+    order: Order,
+    now: datetime,
+    history: bool,
+    cause: str,
+    *,
+    emit: bool,
 ) -> None:
     bonus = rules.bonus
     counts = order.counts
@@ -283,7 +301,7 @@ def _settle_purchase(
             state, entries = levels.on_order_reversed(
                 rules.discount, state, book.contribution_list(), order.id, at
             )
-        _record_levels(book, rules, state, entries, now, cause, emit=not history)
+        _record_levels(book, rules, state, entries, now, cause, emit=emit)
     elif rules.discount is not None and book.level is None:
         book.level = levels.initial_state(rules.discount)
 

@@ -1,12 +1,13 @@
 """The config file: read, validated in full, returned as one frozen typed ``Config``.
 
 Owns ``load_config`` (the file named by ``--config`` / ``$LOYALTY_BRIDGE_CONFIG``), ``config_from_data``
-(the same from a mapping already in memory, e.g. an embedded default) and the wording of every config
-problem. All problems are collected — pydantic's type errors, unknown keys (with the closest valid
-key suggested), duplicate keys, rules over several keys, missing secrets — and raised together as one
-``ConfigError`` with one line per problem, ``<key.path>: <what is wrong>; <what to do>``, in the order
-the keys appear in the file. The models are in ``config_models``, single-value rules in
-``config_rules``, the exact YAML loader in ``config_yaml``.
+(the same from a mapping already in memory, e.g. an embedded default), ``read_document`` (the file
+read but not validated) and the wording of every config problem. All problems are collected —
+pydantic's type errors, unknown keys (with the closest valid key suggested), duplicate keys, rules
+over several keys, missing secrets — and raised together as one ``ConfigError`` with one line per
+problem, ``<key.path>: <what is wrong>; <what to do>``, in the order the keys appear in the file.
+The models are in ``config_models``, single-value rules in ``config_rules``, the exact YAML loader
+in ``config_yaml``.
 
 Must not import anything of the bridge but ``bridge.errors``, ``bridge.domain.model`` and its own
 ``config_*`` modules.
@@ -63,6 +64,7 @@ __all__ = [
     "config_from_data",
     "default_config_path",
     "load_config",
+    "read_document",
 ]
 
 CONFIG_ENV = "LOYALTY_BRIDGE_CONFIG"
@@ -89,6 +91,16 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
             every problem found, each naming its key path.
     """
     file = Path(path).expanduser().absolute()
+    return _validate(read_document(file), file, environ)
+
+
+def read_document(path: str | os.PathLike[str]) -> Document:
+    """Read the config file at ``path`` as YAML, not validated (``demo --config`` takes parts of it).
+
+    Raises:
+        ConfigError: the file is missing, unreadable, not UTF-8 or not YAML.
+    """
+    file = Path(path).expanduser().absolute()
     try:
         text = file.read_text(encoding="utf-8-sig")  # a BOM from Windows editors is harmless
     except FileNotFoundError:
@@ -108,7 +120,7 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
             [f"{file}: cannot read the config file ({exc.strerror}); check the path and its permissions"],
             path=str(file),
         ) from None
-    return _validate(parse(text, str(file)), file, environ)
+    return parse(text, str(file))
 
 
 def config_from_data(

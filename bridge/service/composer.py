@@ -26,7 +26,7 @@ from bridge.domain.model import ZERO, OrderStatus
 from bridge.domain.present import customer_view, order_view
 from bridge.domain.views import CustomerView
 from bridge.service.codec import view_to_json
-from bridge.service.snapshot import snapshot_data
+from bridge.service.snapshot import iso, snapshot_data
 from bridge.store import outbox, tracking
 
 Notifier = Callable[[Connection, Event, CustomerView, datetime], None]
@@ -63,7 +63,7 @@ class Composer:
             sequence = outbox.next_sequence(conn, book.customer_id)
             body = {
                 "type": "customer.updated",
-                "timestamp": now.astimezone(self.tz).isoformat(),
+                "timestamp": iso(now, self.tz),
                 "data": {
                     "sequence": sequence,
                     "reasons": list(dict.fromkeys(e.reason.value for e in events)),

@@ -316,7 +316,8 @@ class Cycle:
                 self._order(change, now)
             elif change.entity == "return":
                 if change.row is not None:
-                    self.engine.apply_return(self.gateway.return_doc(change.row), now)
+                    ret = self.gateway.return_doc(change.row)
+                    self.engine.apply_return(ret, now, history=self.history)
             elif change.entity == "customer":
                 self._customer(change.key, change.row, now)
             elif change.entity == "card":

@@ -24,7 +24,7 @@ from sqlalchemy import Connection
 
 from bridge import crashpoints
 from bridge.errors import BridgeError, TransientError
-from bridge.net import backoff_delay
+from bridge.net import NoAnswerError, backoff_delay
 from bridge.site.webhook import WebhookSender
 from bridge.store import outbox
 
@@ -38,12 +38,19 @@ Bookkeeping = Callable[[Connection], None]
 
 @dataclass(slots=True)
 class DeliveryStats:
-    """What one delivery pass did (``requests`` counts every attempt made)."""
+    """What one delivery pass did (``requests`` counts every attempt made).
+
+    ``unanswered`` counts the attempts that got no answer at all from the peer
+    (:class:`~bridge.net.NoAnswerError`: refused, reset, timed out, name not resolved; an error
+    status is an answer) and ``unanswered_error`` describes the last of them.
+    """
 
     sent: int = 0
     retried: int = 0
     dead: int = 0
     requests: int = 0
+    unanswered: int = 0
+    unanswered_error: str = field(default="", compare=False)
 
     def __add__(self, other: DeliveryStats) -> DeliveryStats:
         return DeliveryStats(
@@ -51,7 +58,15 @@ class DeliveryStats:
             self.retried + other.retried,
             self.dead + other.dead,
             self.requests + other.requests,
+            self.unanswered + other.unanswered,
+            other.unanswered_error or self.unanswered_error,
         )
+
+    @property
+    def unreachable(self) -> bool:
+        """The peer could not be reached at all in this pass: it sent something, and not one
+        attempt got an answer (an error status is an answer). False when nothing was due."""
+        return self.requests > 0 and self.unanswered == self.requests
 
 
 def retry_at(
@@ -243,6 +258,9 @@ class _Outcomes:
             raise exc
         next_at = None
         if isinstance(exc, TransientError):
+            if isinstance(exc, NoAnswerError):
+                self.stats.unanswered += 1
+                self.stats.unanswered_error = str(exc)
             max_age = timedelta(hours=self.max_age_hours)
             next_at = retry_at(
                 msg, self.now, exc, max_age=max_age, rng=self.rng, base_s=self.base_s, cap_s=self.cap_s

@@ -5,6 +5,11 @@ local site receiver on loopback, keeps SQLite state in a temporary folder, and p
 shop's life across simulated days — a tier rising, a redemption accepted and one refused, a hold
 ending, a level promotion with the discount written into an open order — running real cycles over
 HTTP. Prints what landed in 1C and what the site received, before and after.
+
+``demo --config PATH`` plays the same story with the loyalty programs of that config file (its
+``bonus``, ``discount``, ``cards`` prefix and ``delivery_products``) in place of the built-in
+example's; everything else stays the demo's own: the simulator is its 1C, its state is a temporary
+SQLite, its site the local receiver, nothing is notified, and no secret of the file is needed.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import base64
 import secrets
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -21,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from bridge.runtime.config import config_from_data
+from bridge.runtime.config import Config, config_from_data, read_document
 from bridge.runtime.signals import StopToken
 from bridge.service.cycle import CycleResult
 from bridge.service.wiring import build_cycle
@@ -100,6 +105,40 @@ def demo_config(sim: Simulator, site: SiteReceiver, state: Path) -> dict[str, An
     }
 
 
+#: What ``demo --config`` takes from the given file: its loyalty programs.
+PROGRAMS = ("delivery_products", "bonus", "discount", "cards")
+
+
+def with_programs(data: dict[str, Any], given: Any) -> dict[str, Any]:
+    """The demo's config ``data`` with the programs of ``given`` (a config file's data) in place of
+    the built-in example's. A program the file leaves out is left out here too (off, or its
+    defaults), as in the bridge that file configures. The cards keep the demo's card kind: the
+    simulator's 1C has that one only."""
+    out = {key: value for key, value in data.items() if key not in PROGRAMS}
+    out.update({key: given[key] for key in PROGRAMS if key in given})
+    cards = given.get("cards", {})
+    if isinstance(cards, Mapping):  # anything else is left for the validation to name
+        out["cards"] = {**cards, "kind": data["cards"]["kind"]}
+    return out
+
+
+def demo_settings(
+    data: dict[str, Any], programs_from: Path | None, env: dict[str, str], folder: Path
+) -> Config:
+    """The demo's validated config: the built-in example, or with the programs of ``programs_from``.
+
+    Raises:
+        ConfigError: that file cannot be read, or its programs are invalid (each key path named).
+    """
+    if programs_from is None:
+        return config_from_data(data, config_path=folder / "config.yaml", environ=env)
+    given = read_document(programs_from).data
+    if not isinstance(given, Mapping):
+        # empty, or not a mapping of keys: said as ``load_config`` says it, naming the file
+        return config_from_data(given, config_path=programs_from, environ=env)
+    return config_from_data(with_programs(data, given), config_path=programs_from, environ=env)
+
+
 def _show(value: Any) -> str:
     if value is None or value == "":
         return "—"
@@ -113,9 +152,10 @@ def _show(value: Any) -> str:
 
 
 class Demo:
-    def __init__(self, folder: Path, say: Callable[[str], None]) -> None:
+    def __init__(self, folder: Path, say: Callable[[str], None], programs_from: Path | None = None) -> None:
         self.folder = folder
         self.say = say
+        self.programs_from = programs_from
 
     def run(self) -> None:
         store = SimStore()
@@ -124,7 +164,7 @@ class Demo:
         with Simulator(store) as sim, SiteReceiver(secret) as site:
             data = demo_config(sim, site, self.folder / "state.db")
             env = {"DEMO_ONEC_PASSWORD": sim.password, "DEMO_SITE_SECRET": secret}
-            config = config_from_data(data, config_path=self.folder / "config.yaml", environ=env)
+            config = demo_settings(data, self.programs_from, env, self.folder)
             db = make_engine(config.state.url)
             upgrade(db)
             db.dispose()
@@ -239,14 +279,16 @@ class Demo:
         say(f"\n1C simulator served {total} HTTP requests; state database: {self.folder / 'state.db'}")
 
 
-def run_demo(keep: Path | None = None) -> None:
+def run_demo(keep: Path | None = None, programs_from: Path | None = None) -> None:
     folder = keep or Path(tempfile.mkdtemp(prefix="loyalty-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
     click.echo(
         "onec-loyalty-bridge demo: a built-in 1C:Trade Management simulator and a site receiver on\n"
         "127.0.0.1, SQLite state in a temporary folder, real cycles over HTTP across simulated days."
     )
+    if programs_from is not None:
+        click.echo(f"Loyalty programs (bonus, discount, cards, delivery products) from {programs_from}.")
     from bridge.runtime.logging import configure_logging
 
     configure_logging("warning", "console")
-    Demo(folder, click.echo).run()
+    Demo(folder, click.echo, programs_from).run()

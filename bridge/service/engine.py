@@ -113,8 +113,12 @@ class Engine:
             self.store.mark_processed(conn, order.id, order.version, customer, now)
             return Applied(False, customer, facts, events, entries)
 
-    def apply_return(self, ret: ReturnDoc, now: datetime) -> Applied:
-        """Record a return and correct its order's effects by the difference."""
+    def apply_return(self, ret: ReturnDoc, now: datetime, *, history: bool = False) -> Applied:
+        """Record a return and correct its order's effects by the difference.
+
+        ``history`` (``backfill``): the return is imported as history, like ``apply_order``'s: no
+        events, so nothing is sent to the site or the customer; 1C's fields are still written.
+        """
         with self.store.transaction() as conn:
             if self.store.is_processed(conn, ret.id, ret.version):
                 return Applied(True, ret.customer_id)
@@ -128,10 +132,10 @@ class Engine:
             order_ids = [ret.order_id] if ret.order_id else []
             book = self.store.load_book(conn, customer, order_ids, history=self._history)
             with _rules_of(_return_name(ret, book), ret.id):
-                facts = rules_apply.apply_return(book, self.rules, ret, now, tz=self.tz)
+                facts = rules_apply.apply_return(book, self.rules, ret, now, history=history, tz=self.tz)
             events = tuple(book.new_events)
             entries = len(book.new_entries)
-            self._finish(conn, book, now, False)
+            self._finish(conn, book, now, history)
             self.store.mark_processed(conn, ret.id, ret.version, customer, now)
             return Applied(False, customer, facts, events, entries)
 

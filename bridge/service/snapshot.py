@@ -1,7 +1,8 @@
 """The customer snapshot of CONTRACT.md's webhook body, built from a ``CustomerView``.
 
-Numbers are strings (exact decimals); times are ISO-8601 with the store's offset. The same
-snapshot serves the site webhook and ``loyalty-bridge customer --json``.
+Numbers are strings (exact decimals); times are ISO-8601 in whole seconds with the store's offset,
+as in CONTRACT.md's example (the clock's microseconds stay in the ledger). The same snapshot serves
+the site webhook and ``loyalty-bridge customer --json``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from bridge.domain.views import CustomerView
 
 
 def iso(value: datetime | None, tz: tzinfo) -> str | None:
-    return value.astimezone(tz).isoformat() if value is not None else None
+    """``2026-03-15T12:00:00+03:00``: whole seconds (truncated), the store's offset."""
+    return value.astimezone(tz).isoformat(timespec="seconds") if value is not None else None
 
 
 def percent_str(value: Any) -> str:

@@ -114,7 +114,7 @@ def build_body(
     snapshot = {k: v for k, v in data.items() if k not in ("sequence", "reasons")}
     return {
         "type": event_type,
-        "timestamp": when.isoformat(),
+        "timestamp": when.isoformat(timespec="seconds"),  # whole seconds, as CONTRACT.md's example
         "data": {"sequence": sequence, "reasons": listed, **snapshot},
     }
 

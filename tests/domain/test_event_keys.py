@@ -136,6 +136,24 @@ def test_the_same_unit_of_work_gives_the_same_level_key() -> None:
     assert len(first.new_events) == len(again.new_events)
 
 
+def test_a_return_imported_as_history_emits_nothing_and_changes_the_same() -> None:
+    """``backfill``: a return, like an order, is history: the same points, volume and level as
+    applied live, but no event (nothing is announced to the site or the customer)."""
+    now = at(2026, 3, 20)
+    books = []
+    for history in (False, True):
+        book = Book("z")
+        apply_order(book, rules(), order("a", "z", [line(10000)], date=at(2026, 3, 1)), now, history=True)
+        book.new_events.clear()
+        apply_return(book, rules(), give_back("r", "a", 10000, at(2026, 3, 2)), now, history=history, tz=MSK)
+        books.append(book)
+    live, history_book = books
+    assert {e.reason for e in live.new_events} >= {Reason.POINTS_REVERSED, Reason.LEVEL_CHANGED}
+    assert history_book.new_events == []
+    assert history_book.accrued == live.accrued and history_book.lots == live.lots
+    assert history_book.level == live.level and history_book.level_history == live.level_history
+
+
 def test_a_level_key_stored_in_the_older_form_still_counts_as_sent() -> None:
     """Keys written before the transition's cause was part of the key (in UTC or in the store's
     zone) still stop the same transition from being announced again after an upgrade."""

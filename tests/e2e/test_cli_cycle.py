@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -16,6 +18,7 @@ from bridge.simulator import SimStore, Simulator, build_schema, load_sample
 from bridge.simulator.operator import Operator
 from bridge.simulator.site import SiteReceiver
 from tests.e2e.cycle_kit import SECRET, config_data
+from tests.e2e.test_cycle_notify import Gateway
 
 
 @dataclass
@@ -26,9 +29,11 @@ class Install:
     op: Operator
 
 
-def _install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: SimStore) -> Iterator[Install]:
+def _install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: SimStore, **overrides: Any
+) -> Iterator[Install]:
     with Simulator(store) as sim, SiteReceiver(SECRET) as site:
-        data = config_data(sim, site, tmp_path / "state.db")
+        data = config_data(sim, site, tmp_path / "state.db", **overrides)
         path = tmp_path / "config.yaml"
         path.write_text(yaml.safe_dump(_plain(data), allow_unicode=True), "utf-8")
         monkeypatch.setenv("ONEC_PASSWORD", sim.password)
@@ -136,6 +141,70 @@ def test_cancelled_order_is_reversed_in_1c_and_on_the_site(install: Install) -> 
     latest = install.site.latest(partner)
     assert latest is not None and latest["bonus"]["total"] == "0"
     assert "points_reversed" in install.site.effective[-1].json["data"]["reasons"]
+
+
+def test_backfill_sends_nothing_about_history_returns_included(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The audit's case: the sample's return ВК-00000001 (2 March) imported by ``backfill`` sent a
+    ``points_reversed`` webhook and an SMS. History, returns included, is announced to nobody; 1C
+    still gets its fields, and the next live cycle has nothing to catch up on."""
+    store = SimStore()
+    load_sample(store)
+    with Gateway() as sms:
+        notify = {"sms": {"url": sms.url, "token_env": "SMS_TOKEN", "sender": "SHOP"}}
+        monkeypatch.setenv("SMS_TOKEN", "tok")
+        for inst in _install(tmp_path, monkeypatch, store, notify=notify):
+            cfg = str(inst.config)
+            cli("db", "upgrade", "--config", cfg)
+            code, out, err = cli(
+                "backfill", "--from", "2025-01-01", "--config", cfg, "--now", "2026-03-20T12:00:00"
+            )
+            assert code == 0, err
+            assert "documents applied" in out and sum(store.effective_writes.values()) > 0
+            partner = "f86fb8ad-7731-586e-8ca4-3743ada08a0a"  # the return's customer
+            assert inst.op.partner_attribute(partner, "Бонусы всего") == 156  # the return counted
+            assert inst.site.deliveries == [] and sms.received == []
+            cli("once", "--config", cfg, "--now", "2026-03-20T12:05:00")
+            assert inst.site.deliveries == [] and sms.received == []
+
+
+def test_once_exits_69_when_the_site_cannot_be_reached(install: Install) -> None:
+    """Nothing listens on ``site.webhook_url``: one line names the key and the error, the webhooks
+    stay queued, exit 69; the next run with the site back delivers them."""
+    cfg = str(install.config)
+    cli("db", "upgrade", "--config", cfg)
+    port = install.site.port
+    install.site.stop()
+    code, out, err = cli("once", "--config", cfg, "--now", "2026-03-20T12:00:00")
+    assert code == 69, err
+    assert "documents applied" in out  # the cycle itself went through
+    [line] = [x for x in err.splitlines() if x.startswith("loyalty-bridge: site unreachable")]
+    assert "site.webhook_url" in line and f"127.0.0.1:{port}" in line and "refused" in line
+    queued = [m for m in json.loads(cli("outbox", "--json", "--config", cfg)[1]) if m["channel"] == "webhook"]
+    assert queued and all(m["status"] == "pending" for m in queued)
+    assert f"{len(queued)} webhook message(s) stay queued and go out with the next run" in line
+    with SiteReceiver(SECRET, port=port) as site:
+        code, _, err = cli("once", "--config", cfg, "--now", "2026-03-20T13:00:00")
+        assert code in (0, 1) and "site unreachable" not in err  # the sample fails some documents
+        assert {d.webhook_id for d in site.effective} == {m["message_id"] for m in queued}
+
+
+def test_a_site_answering_an_error_or_nothing_to_send_is_not_unreachable(install: Install) -> None:
+    """An HTTP error is the site's answer (retried, exit not 69); with nothing to send a site
+    that is down does not matter."""
+    cfg = str(install.config)
+    cli("db", "upgrade", "--config", cfg)
+    install.site.status(500, count=1000)
+    code, _, err = cli("once", "--config", cfg, "--now", "2026-03-20T12:00:00")
+    assert code in (0, 1) and "site unreachable" not in err
+    assert install.site.deliveries and not install.site.effective
+    install.site.reset()
+    cli("once", "--config", cfg, "--now", "2026-03-20T13:00:00")  # the retries are due: delivered
+    assert cli("outbox", "--config", cfg)[1].startswith("outbox is empty")
+    install.site.stop()
+    code, _, err = cli("once", "--config", cfg, "--now", "2026-03-20T13:01:00")
+    assert code == 0, err
 
 
 def test_outbox_lists_and_resends_dead_messages(install: Install) -> None:

@@ -3,6 +3,7 @@ the webhook bodies the site receives."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal as D
 from pathlib import Path
@@ -58,6 +59,23 @@ def test_example_1_and_2_through_1c(tmp_path: Path) -> None:
             d.json["data"]["sequence"] for d in w.site.effective if d.json["data"]["customer"]["id"] == dmitry
         ]
         assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)
+
+
+def test_webhook_times_are_whole_seconds_on_the_real_clock(tmp_path: Path) -> None:
+    """Without ``--now`` the cycle's clock has microseconds: ``timestamp``, ``next_available_at``
+    and ``valid_until`` still go out as ``2026-03-01T12:00:00+03:00``."""
+    whole = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+03:00$")
+    at = t(3, 1).replace(microsecond=608648)
+    with world(tmp_path, start=at) as w:
+        anna = w.op.partner("Петрова Анна Сергеевна", phone="+79031234567")
+        w.op.order(anna, [(BIKE, 1, 20000)], date=t(3, 1, 10), status="Закрыт")
+        w.once(at)
+        assert w.site is not None
+        [body] = [d.json for d in w.site.effective]
+        bonus, discount = body["data"]["bonus"], body["data"]["discount"]
+        assert body["timestamp"] == "2026-03-01T12:00:00+03:00"
+        assert bonus["next_available_at"] == "2026-03-15T12:00:00+03:00"
+        assert whole.match(discount["valid_until"]), discount["valid_until"]
 
 
 def test_card_to_issue_until_1c_marks_it_issued(tmp_path: Path) -> None:

@@ -117,6 +117,26 @@ def test_a_customer_waiting_for_a_retry_holds_up_nobody_else(engine: Engine, sit
     assert all(row(engine, m.id).status == outbox.SENT for m in others)
 
 
+def test_a_site_nobody_answers_for_is_unreachable_an_error_status_is_an_answer(
+    engine: Engine, site: SiteReceiver
+) -> None:
+    """What ``once`` exits 69 on: every attempt of the pass got no answer at all (refused here).
+    A 503 is the site's answer; a pass with nothing due reached nobody and failed nobody."""
+    for customer in ("c1", "c2"):
+        enqueue_snapshot(engine, customer, T0)
+    site.status(503)
+    answered = deliver(engine, site, T0)
+    assert answered == DeliveryStats(sent=1, retried=1, requests=2) and not answered.unreachable
+    assert not deliver(engine, site, T0).unreachable  # nothing due: not unreachable either
+    port = site.port
+    site.stop()
+    sender = WebhookSender(f"http://127.0.0.1:{port}/loyalty/webhook", SECRET, timeout_s=5)
+    refused = deliver_webhooks(engine.begin, sender, T0 + timedelta(hours=1), rng=random.Random(7))
+    assert refused == DeliveryStats(retried=1, requests=1, unanswered=1) and refused.unreachable
+    assert f"127.0.0.1:{port}" in refused.unanswered_error and "refused" in refused.unanswered_error
+    assert (answered + refused).unanswered_error == refused.unanswered_error
+
+
 def test_site_down_three_days_then_up(engine: Engine, site: SiteReceiver) -> None:
     """Down 72.5 h: the oldest messages die at 72 h; the rest arrive in order, same ids throughout."""
     clock = {"now": T0}

@@ -5,15 +5,17 @@ from __future__ import annotations
 import ast
 import json
 import time
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from bridge.service.snapshot import snapshot_data
 from bridge.site.signing import decode_secret, serialize, sign, signature_header, verify
 from bridge.site.webhook import REASONS, build_body
-from tests.site.site_kit import MSK, OLD_SECRET, SECRET, T0, body_for
+from tests.site.site_kit import MSK, OLD_SECRET, SECRET, T0, body_for, view
 
 CONTRACT_REASONS = {
     "points_accrued",
@@ -116,6 +118,18 @@ def test_body_is_exactly_the_contract() -> None:
     }
     assert list(body) == ["type", "timestamp", "data"]
     assert list(body["data"])[:2] == ["sequence", "reasons"]
+
+
+def test_times_in_the_body_are_whole_seconds_on_a_clock_with_microseconds() -> None:
+    """The real clock has microseconds; the body's times do not (CONTRACT.md's example form)."""
+    now = T0.replace(microsecond=608648)
+    data = snapshot_data(
+        replace(view("c1", now), next_available_at=now + timedelta(days=14), valid_until=now), MSK
+    )
+    body = build_body(timestamp=now, tz=MSK, data=data, sequence=1, reasons=["points_accrued"])
+    assert body["timestamp"] == "2026-03-01T12:00:00+03:00"
+    assert body["data"]["bonus"]["next_available_at"] == "2026-03-15T12:00:00+03:00"
+    assert body["data"]["discount"]["valid_until"] == "2026-03-01T12:00:00+03:00"
 
 
 def test_serialisation_is_utf8_compact_and_stable() -> None:
