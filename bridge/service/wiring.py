@@ -93,7 +93,7 @@ def make_source(config: Config, client: ODataClient, mapping: Mapping) -> Any:
             timeout_s=config.onec.timeout_s,
             tz=config.tz,
         )
-        return SoapSource(soap, config.tz)
+        return SoapSource(soap, mapping, config.tz)
     return ScanSource(client, mapping, config.poll, config.tz)
 
 
