@@ -10,7 +10,8 @@ Owns:
   (:func:`parse_retry_after`), and the tenacity-based retry loop (:func:`retrying`,
   :func:`call_with_retry`) driven by a frozen :class:`RetryPolicy`;
 - UTF-8 HTTP Basic auth (:func:`basic_auth_utf8`) and sessions that always pass explicit
-  ``(connect, read)`` timeouts (:func:`make_session`).
+  ``(connect, read)`` timeouts and check the peer's certificate as told (:func:`make_session`);
+  a refused certificate (:func:`certificate_refused`) says what to do about it (``tls_hint``).
 
 Retry rules, in one place:
 - A :class:`TransientError` is retried until ``max_attempts`` or until the next sleep would cross
@@ -31,10 +32,12 @@ from __future__ import annotations
 import base64
 import email.utils
 import functools
+import os
 import random
+import ssl
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, Protocol, TypeVar
@@ -57,6 +60,7 @@ __all__ = [
     "backoff_delay",
     "basic_auth_utf8",
     "call_with_retry",
+    "certificate_refused",
     "classify_exception",
     "classify_status",
     "is_connect_failure",
@@ -217,6 +221,22 @@ def is_connect_failure(exc: BaseException) -> bool:
         return True
     if isinstance(exc, requests.exceptions.SSLError):
         return True
+    connect = urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError
+    return any(isinstance(item, connect) for item in _causes(exc))
+
+
+def certificate_refused(exc: BaseException) -> str | None:
+    """Why the client refused the peer's TLS certificate (``"self-signed certificate"``, an unknown
+    CA, expired, another host's name) when ``exc`` is or was caused by that refusal; else ``None``."""
+    for item in _causes(exc):
+        if isinstance(item, ssl.SSLCertVerificationError):
+            why = getattr(item, "verify_message", None) or getattr(item, "reason", None)
+            return str(why or "certificate verify failed")
+    return None
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and everything it wraps: causes, contexts, exceptions among its args, urllib3 reasons."""
     seen: set[int] = set()
     stack: list[Any] = [exc]
     while stack:
@@ -224,13 +244,11 @@ def is_connect_failure(exc: BaseException) -> bool:
         if not isinstance(item, BaseException) or id(item) in seen:
             continue
         seen.add(id(item))
-        if isinstance(item, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError):
-            return True
+        yield item
         if isinstance(item, urllib3.exceptions.MaxRetryError):
             stack.append(item.reason)
         stack.extend(a for a in item.args if isinstance(a, BaseException))
         stack.extend(x for x in (item.__cause__, item.__context__) if x is not None)
-    return False
 
 
 def classify_exception(
@@ -443,16 +461,35 @@ def basic_auth_utf8(username: str, password: str) -> AuthBase:
 
 
 class TimeoutSession(requests.Session):
-    """A ``requests.Session`` that always passes an explicit ``(connect, read)`` timeout."""
+    """A ``requests.Session`` that always passes an explicit ``(connect, read)`` timeout.
 
-    def __init__(self, timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> None:
+    ``tls_hint``, when set, replaces the long message of an ``SSLError`` that refused the peer's
+    certificate by why it was refused and what to do (the config key): the caller's classification
+    carries it on into logs and reports.
+    """
+
+    def __init__(self, timeout: tuple[float, float] = DEFAULT_TIMEOUT, tls_hint: str | None = None) -> None:
         super().__init__()
         self.default_timeout = timeout
+        self.tls_hint = tls_hint
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.default_timeout
-        return super().request(method, url, *args, **kwargs)
+        if kwargs.get("verify") is None:  # else requests lets $REQUESTS_CA_BUNDLE override verify=False
+            kwargs["verify"] = self.verify
+        try:
+            return super().request(method, url, *args, **kwargs)
+        except requests.exceptions.SSLError as exc:
+            why = certificate_refused(exc)
+            if self.tls_hint is None or why is None:
+                raise
+            where = urllib3.util.parse_url(str(url, "utf-8") if isinstance(url, bytes) else url)
+            raise requests.exceptions.SSLError(
+                f"certificate verify failed for {where.host}:{where.port or 443} ({why}): {self.tls_hint}",
+                request=exc.request,
+                response=exc.response,
+            ) from exc
 
 
 def make_session(
@@ -461,6 +498,8 @@ def make_session(
     auth: AuthBase | None = None,
     headers: Mapping[str, str] | None = None,
     user_agent: str = "onec-loyalty-bridge",
+    verify: bool = True,
+    tls_hint: str | None = None,
 ) -> TimeoutSession:
     """Build a session with an explicit timeout on every request and no automatic retries.
 
@@ -469,17 +508,26 @@ def make_session(
         auth: e.g. :func:`basic_auth_utf8`.
         headers: extra default headers.
         user_agent: the ``User-Agent`` header.
+        verify: check the peer's HTTPS certificate (against ``$REQUESTS_CA_BUNDLE`` when set, else
+            certifi's CAs); ``False`` turns the check off.
+        tls_hint: what to do when the peer's certificate is refused (names the config key).
 
     Returns:
         A :class:`TimeoutSession`; retries belong to :func:`call_with_retry`, not to urllib3.
     """
     pair = (float(timeout), float(timeout)) if isinstance(timeout, int | float) else timeout
-    session = TimeoutSession(pair)
+    session = TimeoutSession(pair, tls_hint)
+    session.verify = verify
     # requests re-reads the proxy variables (and .netrc) from the environment on every call, ~1 ms
     # each. Without any proxy configured that is pure overhead; with one, keep requests' own
     # handling (it honours NO_PROXY per URL).
     if not urllib.request.getproxies():
         session.trust_env = False
+        # ... but the CA bundle requests would have found there still counts (read once, here):
+        # it is how a peer whose certificate a private CA signed is trusted with the check on.
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if verify and bundle:
+            session.verify = bundle
     session.auth = auth
     session.headers["User-Agent"] = user_agent
     if headers:

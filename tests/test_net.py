@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import base64
+import os
 import random
+import ssl
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -22,6 +26,7 @@ from bridge.net import (
     backoff_delay,
     basic_auth_utf8,
     call_with_retry,
+    certificate_refused,
     classify_exception,
     classify_status,
     is_connect_failure,
@@ -366,3 +371,35 @@ def test_session_always_passes_a_timeout() -> None:
     assert sent == [(3.0, 30.0), (1.0, 2.0)]
     assert make_session().default_timeout == DEFAULT_TIMEOUT
     assert make_session(timeout=5).default_timeout == (5.0, 5.0)
+
+
+@responses.activate
+def test_session_checks_certificates_as_told_and_honours_the_ca_bundle_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in [n for n in os.environ if n.lower().endswith("_proxy")] + ["CURL_CA_BUNDLE"]:
+        monkeypatch.delenv(name, raising=False)  # no proxy: the session reads no environment per call
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    responses.get("https://1c/a", body="ok")
+
+    def sent(session: requests.Session, **kwargs: Any) -> Any:
+        session.get("https://1c/a", **kwargs)
+        return responses.calls[-1].request.req_kwargs["verify"]  # type: ignore[attr-defined]
+
+    assert sent(make_session()) is True
+    assert sent(make_session(verify=False)) is False
+    bundle = tmp_path / "ca.pem"
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    trusting = make_session()
+    assert trusting.trust_env is False and sent(trusting) == str(bundle)
+    assert sent(make_session(verify=False)) is False  # the variable never turns a disabled check on
+    assert sent(trusting, verify=False) is False
+
+
+def test_certificate_refused_names_why() -> None:
+    refused = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    refused.verify_message = "self-signed certificate"  # type: ignore[attr-defined]
+    wrapped = requests.exceptions.SSLError(urllib3.exceptions.MaxRetryError(None, "/x", refused))  # type: ignore[arg-type]
+    assert certificate_refused(wrapped) == "self-signed certificate"
+    assert certificate_refused(requests.exceptions.SSLError("wrong version number")) is None
+    assert certificate_refused(requests.exceptions.ConnectionError("refused")) is None

@@ -1,9 +1,9 @@
 """The SOAP change source: a zeep client for the project's own 1C web service ``LoyaltyBridge``.
 
 Owns :class:`SoapClient` (the operations of ``fixtures/onec/LoyaltyBridge.wsdl``), the plain results
-it returns (:class:`Changes`, :class:`SoapOrder`, :class:`SoapCustomer`…) and their conversion to
-the OData row shape (:func:`order_as_odata_row`, :func:`customer_as_odata_row`): one translator
-serves both sources.
+it returns (:class:`Changes`, :class:`SoapOrder`, :class:`SoapCustomer`…). The service's XML
+element names (``Partner``, ``Goods``…) are its own contract and live here; turning the results into
+rows under the mapping's names is :mod:`bridge.onec.soap_rows`' job.
 
 zeep against 1C, the traps handled here: the SOAP 1.1 port is bound explicitly (1C publishes a
 SOAP 1.2 port too); the WSDL's address is often an internal host, so ``address`` overrides it;
@@ -52,7 +52,6 @@ EMPTY_DATE = datetime(1, 1, 1)
 _SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 # 1C prefixes an exception raised in a module with where it happened: "{ВебСервис.X.Модуль(12)}: "
 _MODULE_PREFIX = re.compile(r"^\s*\{[^}]*\}\s*:\s*")
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 Value = str | Decimal | bool | datetime | None
 
@@ -73,17 +72,17 @@ class AttributeValue:
     ref_type: str | None = None  # OData entity name of a Ref value
 
 
-# SoapOrderLine's Decimal fields: (attribute, SOAP element, OData property); the last two optional.
-_LINE_AMOUNTS = (
-    ("quantity", "Quantity", "Количество"),
-    ("price", "Price", "Цена"),
-    ("amount", "Amount", "Сумма"),
-    ("manual_discount_percent", "ManualDiscountPercent", "ПроцентРучнойСкидки"),
-    ("manual_discount_amount", "ManualDiscountAmount", "СуммаРучнойСкидки"),
-    ("auto_discount_percent", "AutoDiscountPercent", "ПроцентАвтоматическойСкидки"),
-    ("auto_discount_amount", "AutoDiscountAmount", "СуммаАвтоматическойСкидки"),
-    ("vat_amount", "VATAmount", "СуммаНДС"),
-    ("amount_with_vat", "AmountWithVAT", "СуммаСНДС"),
+# SoapOrderLine's Decimal fields and their SOAP elements; the last two optional.
+LINE_AMOUNTS = (
+    ("quantity", "Quantity"),
+    ("price", "Price"),
+    ("amount", "Amount"),
+    ("manual_discount_percent", "ManualDiscountPercent"),
+    ("manual_discount_amount", "ManualDiscountAmount"),
+    ("auto_discount_percent", "AutoDiscountPercent"),
+    ("auto_discount_amount", "AutoDiscountAmount"),
+    ("vat_amount", "VATAmount"),
+    ("amount_with_vat", "AmountWithVAT"),
 )
 
 
@@ -371,7 +370,7 @@ def _lexical(value: Any, tz: tzinfo | None) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
-        return _wall(value.astimezone(tz) if value.tzinfo is not None and tz is not None else value)
+        return wall_clock(value.astimezone(tz) if value.tzinfo is not None and tz is not None else value)
     if isinstance(value, date):
         return f"{value.isoformat()}T00:00:00"
     return format(_check_dec(value), "f")
@@ -385,7 +384,7 @@ def _check_dec(value: Any) -> Decimal:
 
 def _line_out(x: SoapOrderLine) -> dict[str, Any]:
     out: dict[str, Any] = {"LineNumber": x.line_no}
-    for attr, element, _ in _LINE_AMOUNTS[2:]:  # what a write may change: not quantity nor price
+    for attr, element in LINE_AMOUNTS[2:]:  # what a write may change: not quantity nor price
         if getattr(x, attr) is not None and not attr.startswith("manual"):
             out[element] = _check_dec(getattr(x, attr))
     return out
@@ -405,8 +404,8 @@ def _ref(value: Any) -> str | None:
 
 
 def _line(r: Mapping[str, Any]) -> SoapOrderLine:
-    amounts = {attr: None if r.get(el) is None else _dec(r[el]) for attr, el, _ in _LINE_AMOUNTS}
-    for attr, _el, _ in _LINE_AMOUNTS[:7]:  # required by the WSDL; absent means zero
+    amounts = {attr: None if r.get(el) is None else _dec(r[el]) for attr, el in LINE_AMOUNTS}
+    for attr, _el in LINE_AMOUNTS[:7]:  # required by the WSDL; absent means zero
         amounts[attr] = amounts[attr] or Decimal(0)
     return SoapOrderLine(
         line_no=int(r["LineNumber"]),
@@ -423,77 +422,8 @@ def _onec_error(operation: str, fault: zeep.exceptions.Fault) -> OneCError:
     return OneCError(f"1C refused {operation}: {text}", status=500, code=code, onec_message=onec_message)
 
 
-_ODATA_TYPE = {"Number": "Edm.Double", "Boolean": "Edm.Boolean", "Date": "Edm.DateTime"}
-_ODATA_TYPE["Empty"] = "StandardODATA.Undefined"
-
-
-def _wall(value: Any) -> str:
-    """A date as 1C's OData writes it: the wall clock, no zone; empty date for ``None``."""
+def wall_clock(value: Any) -> str:
+    """A date as 1C writes it: the wall clock, no zone; the empty date for ``None``."""
     if not isinstance(value, datetime):
         return "0001-01-01T00:00:00"
     return value.replace(tzinfo=None, microsecond=0).isoformat()
-
-
-def _attribute_rows(attributes: Iterable[AttributeValue]) -> list[dict[str, Any]]:
-    rows = []
-    for n, a in enumerate(attributes, start=1):
-        key, value = a.property or EMPTY_GUID, _wall(a.value) if a.kind == "Date" else a.value
-        kind = f"StandardODATA.{a.ref_type}" if a.kind == "Ref" and a.ref_type else _ODATA_TYPE.get(a.kind)
-        row = {"LineNumber": str(n), "Свойство_Key": key, "Свойство": {"Ref_Key": key, "Description": a.name}}
-        rows.append(row | {"Значение": "" if value is None else value, "Значение_Type": kind or "Edm.String"})
-        rows[-1]["ТекстоваяСтрока"] = ""
-    return rows
-
-
-def order_as_odata_row(order: SoapOrder) -> dict[str, Any]:
-    """The order as ``Document_ЗаказКлиента`` arrives over OData (JSON-decoded, numbers ``Decimal``).
-
-    Dates are wall-clock strings, ``LineNumber`` an Int64 string, empty refs the empty GUID; each
-    ``ДополнительныеРеквизиты`` row also carries ``Свойство`` with its ``Description`` the way
-    ``$expand=ДополнительныеРеквизиты/Свойство`` would, since the SOAP answer names properties.
-    """
-    goods = []
-    for line in order.lines:
-        row: dict[str, Any] = {"LineNumber": str(line.line_no), "Номенклатура_Key": line.product}
-        for attr, _, odata in _LINE_AMOUNTS:
-            if getattr(line, attr) is not None:
-                row[odata] = getattr(line, attr)
-        row["Отменено"] = line.cancelled
-        if line.vat_rate is not None:
-            row["СтавкаНДС_Key" if _GUID.match(line.vat_rate) else "СтавкаНДС"] = line.vat_rate
-        goods.append(row)
-    return {
-        "Ref_Key": order.ref,
-        "DataVersion": order.version,
-        "Number": order.number,
-        "Date": _wall(order.date),
-        "Posted": order.posted,
-        "DeletionMark": order.deleted,
-        "Статус": order.status,
-        "Партнер_Key": order.partner or EMPTY_GUID,
-        "КартаЛояльности_Key": order.card or EMPTY_GUID,
-        "СуммаДокумента": order.document_amount,
-        "ЦенаВключаетНДС": order.price_includes_vat,
-        "Товары": goods,
-        "ДополнительныеРеквизиты": _attribute_rows(order.attributes),
-    }
-
-
-def customer_as_odata_row(customer: SoapCustomer) -> dict[str, Any]:
-    """The partner as ``Catalog_Партнеры`` arrives over OData (contacts as ``КонтактнаяИнформация``)."""
-    contacts: list[dict[str, Any]] = []
-    if customer.phone:
-        contacts.append({"Тип": "Телефон", "НомерТелефона": customer.phone, "АдресЭП": ""})
-    if customer.email:
-        contacts.append({"Тип": "АдресЭлектроннойПочты", "НомерТелефона": "", "АдресЭП": customer.email})
-    for n, row in enumerate(contacts, start=1):
-        row.update(LineNumber=str(n), Представление=row["НомерТелефона"] or row["АдресЭП"])
-    return {
-        "Ref_Key": customer.ref,
-        "DataVersion": customer.version,
-        "DeletionMark": customer.deleted,
-        "Description": customer.name,
-        "Клиент": customer.is_client,
-        "КонтактнаяИнформация": contacts,
-        "ДополнительныеРеквизиты": _attribute_rows(customer.attributes),
-    }

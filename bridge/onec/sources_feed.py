@@ -33,7 +33,8 @@ from bridge.onec.literals import guid_literal
 from bridge.onec.mapping import REF_KEY, Mapping
 from bridge.onec.normalize import normalize_row
 from bridge.onec.odata import ODataClient
-from bridge.onec.soap import SoapClient, customer_as_odata_row, order_as_odata_row
+from bridge.onec.soap import SoapClient
+from bridge.onec.soap_rows import customer_as_odata_row, order_as_odata_row
 from bridge.onec.sources_base import (
     OBJECTS,
     Change,
@@ -257,19 +258,22 @@ class ExchangePlanSource:
 class SoapSource:
     """Reads the ``LoyaltyBridge`` web service: ``GetChanges`` then ``GetOrder`` / ``GetCustomer``.
 
-    Rows come out in the OData shape (:func:`~bridge.onec.soap.order_as_odata_row`, normalised),
-    so the cycle translates them like any other. ``GetChanges``' ``Deleted`` keys name no type:
-    a key the state knows as a customer is a customer, anything else an order.
+    Rows come out in the OData shape under the mapping's names
+    (:func:`~bridge.onec.soap_rows.order_as_odata_row`, normalised), so the cycle translates them like
+    any other. ``GetChanges``' ``Deleted`` keys name no type: a key the state knows as a customer is
+    a customer, anything else an order.
 
     Args:
         client: the SOAP client.
+        mapping: the names the rows are keyed by (the service's own element names are fixed).
         tz: 1C's zone (the rows' local times).
     """
 
     name = "soap"
 
-    def __init__(self, client: SoapClient, tz: tzinfo) -> None:
+    def __init__(self, client: SoapClient, mapping: Mapping, tz: tzinfo) -> None:
         self.client = client
+        self.mapping = mapping
         self.tz = tz
         self._message_no: int | None = None
 
@@ -297,7 +301,7 @@ class SoapSource:
             yield from self._customer(state, key, done, force=True)
         for key in dict.fromkeys(changes.orders):
             order = self.client.get_order(key)
-            row = normalize_row(order_as_odata_row(order), self.tz)
+            row = normalize_row(order_as_odata_row(order, self.mapping), self.tz)
             if order.partner:
                 yield from self._customer(state, order.partner, done, force=False)
             if state.versions("order", [key]).get(key) == order.version and order.version:
@@ -318,5 +322,5 @@ class SoapSource:
         done.add(key)
         if known.get(key) == customer.version and customer.version:
             return
-        row = normalize_row(customer_as_odata_row(customer), self.tz)
+        row = normalize_row(customer_as_odata_row(customer, self.mapping), self.tz)
         yield Change("customer", key, row, customer.version)

@@ -32,14 +32,14 @@ from bridge.errors import (
     StateError,
     TransientError,
 )
-from bridge.net import RetryPolicy, make_session
+from bridge.net import RetryPolicy
 from bridge.onec.mapping import REF_KEY, load_mapping, resolve_attributes
 from bridge.onec.mapping import Mapping as OneCMapping
 from bridge.onec.metadata import Metadata, parse_metadata
 from bridge.onec.odata import ODataClient
-from bridge.onec.soap import SoapClient
 from bridge.onec.writes import card_kind_key
 from bridge.runtime.config import Config
+from bridge.service.onec_clients import onec_client, soap_client
 
 __all__ = [
     "CheckItem",
@@ -131,21 +131,8 @@ def _publish(entity_set: str) -> str:
 def odata_client(
     config: Config, password: str | None = None, retry: RetryPolicy | None = None
 ) -> ODataClient:
-    """An ODataClient for ``config.onec`` (TLS verification as configured)."""
-    onec = config.onec
-    session = make_session(timeout=(min(float(onec.timeout_s), 10.0), float(onec.timeout_s)))
-    session.verify = onec.verify_tls
-    return ODataClient(
-        onec.odata_url,
-        onec.username,
-        onec.password.get_secret_value() if password is None else password,
-        config.tz,
-        timeout_s=float(onec.timeout_s),
-        page_size=onec.page_size,
-        url_budget=onec.url_budget,
-        retry_policy=retry,
-        session=session,
-    )
+    """An ODataClient for ``config.onec`` (on the one 1C session: TLS checked as configured)."""
+    return onec_client(config, password=password, retry_policy=retry)
 
 
 def run_check(
@@ -419,9 +406,7 @@ def _soap(report: CheckReport, config: Config, password: str) -> None:
     wsdl = config.wsdl_location
     if wsdl is None:
         return  # config validation already refused poll.changes: soap without a WSDL
-    soap = SoapClient(
-        wsdl, config.onec.username, password, timeout_s=float(config.onec.timeout_s), tz=config.tz
-    )
+    soap = soap_client(config, password)
     try:
         service = zeep.Client(wsdl, transport=soap.transport, settings=soap.settings)  # type: ignore[no-untyped-call]
         operations = _operations(service)

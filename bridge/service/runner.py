@@ -184,7 +184,7 @@ class BackfillSource:
     def __init__(self, config: Config, since: datetime) -> None:
         from bridge.onec.mapping import load_mapping
         from bridge.onec.sources import ScanSource
-        from bridge.service.wiring import onec_client
+        from bridge.service.onec_clients import onec_client
 
         mapping = load_mapping(config.mapping_path)
         self.scan = ScanSource(

@@ -22,6 +22,7 @@ from bridge.service.composer import Composer, Notifier
 from bridge.service.cycle import Channel, Cycle
 from bridge.service.engine import Engine
 from bridge.service.gateway import Gateway
+from bridge.service.onec_clients import onec_client, soap_client
 from bridge.store.db import make_engine, require_current
 from bridge.store.ledger import LedgerStore
 
@@ -62,19 +63,6 @@ def build_engine(config: Config, rules: Rules | None = None) -> Engine:
     return Engine(LedgerStore(db), rules or rules_of(config), config.tz, card_prefix=prefix)
 
 
-def onec_client(config: Config, **kwargs: Any) -> ODataClient:
-    return ODataClient(
-        config.onec.odata_url,
-        config.onec.username,
-        config.onec.password.get_secret_value(),
-        config.tz,
-        timeout_s=config.onec.timeout_s,
-        page_size=config.onec.page_size,
-        url_budget=config.onec.url_budget,
-        **kwargs,
-    )
-
-
 def make_source(config: Config, client: ODataClient, mapping: Mapping) -> Any:
     """The change source ``poll.changes`` names."""
     from bridge.onec.sources import ExchangePlanSource, ScanSource, SoapSource
@@ -83,17 +71,7 @@ def make_source(config: Config, client: ODataClient, mapping: Mapping) -> Any:
         assert config.poll.exchange_node is not None  # the config refuses it otherwise
         return ExchangePlanSource(client, mapping, config.poll.exchange_plan, config.poll.exchange_node)
     if config.poll.changes == "soap":
-        from bridge.onec.soap import SoapClient
-
-        soap = SoapClient(
-            config.wsdl_location or "",
-            config.onec.username,
-            config.onec.password.get_secret_value(),
-            address=config.onec.soap.address,
-            timeout_s=config.onec.timeout_s,
-            tz=config.tz,
-        )
-        return SoapSource(soap, config.tz)
+        return SoapSource(soap_client(config), mapping, config.tz)
     return ScanSource(client, mapping, config.poll, config.tz)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -61,8 +62,8 @@ class _Server(ThreadingHTTPServer):
         self.reset_sockets: set[int] = set()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that gave up (timeout, reset) is part of the game, not a server error.
-        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+        # A client that gave up (timeout, reset, refused our certificate) is part of the game.
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError | ssl.SSLError):
             return
         super().handle_error(request, client_address)
 
@@ -85,6 +86,7 @@ class Simulator:
         infobase: the publication name in the URL path.
         host, port: where to listen (default ``127.0.0.1`` and a free port).
         skip_cost: seconds of delay per 1000 rows of ``$skip`` (0: off), to make deep paging hurt.
+        tls: a server-side ``ssl.SSLContext`` (its certificate loaded) to serve HTTPS instead of HTTP.
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class Simulator:
         host: str = "127.0.0.1",
         port: int = 0,
         skip_cost: float = 0.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.store = store if store is not None else SimStore()
         self.username = username
@@ -108,6 +111,7 @@ class Simulator:
         self.auth_required = auth
         self.host = host
         self._port = port
+        self.tls = tls
         self.faults = Faults()
         self.odata = ODataService(self.store, lambda: self.odata_url + "/", skip_cost=skip_cost)
         self._routes: list[tuple[str, RouteHandler, bool]] = []
@@ -125,6 +129,11 @@ class Simulator:
             return self
         self.faults.released.clear()
         server = _Server((self.host, self._port), _Handler)
+        if self.tls is not None:
+            # The handshake waits for the handler's first read, in its own thread: a client that
+            # stalls or refuses the certificate must not block the accept loop.
+            listening = server.socket
+            server.socket = self.tls.wrap_socket(listening, server_side=True, do_handshake_on_connect=False)
         server.simulator = self
         self._server = server
         self._thread = threading.Thread(
@@ -176,8 +185,9 @@ class Simulator:
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:PORT/ut11`` — the publication root."""
-        return f"http://{self.host}:{self.port}/{self.infobase}"
+        """``http://127.0.0.1:PORT/ut11`` — the publication root (``https://`` with ``tls``)."""
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}/{self.infobase}"
 
     @property
     def odata_url(self) -> str:

@@ -7,9 +7,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+import yaml
 
+from bridge.onec.mapping import load_mapping
 from bridge.onec.soap import SoapClient
 from bridge.onec.sources import (
     EXCHANGE_MESSAGE_NO,
@@ -17,9 +20,11 @@ from bridge.onec.sources import (
     ExchangePlanSource,
     SoapSource,
 )
+from bridge.onec.translate import customer_from_row
+from bridge.service.gateway import Gateway
 from bridge.simulator import EXCHANGE_PLAN, SimStore, Simulator, load_sample
 from bridge.simulator.soap import mount
-from tests.e2e.test_adapter_kit import MSK, ORDERS, PARTNERS, MemoryState, client, cycle, mapping
+from tests.e2e.test_adapter_kit import MSK, ORDERS, PARTNERS, ROOT, MemoryState, client, cycle, mapping
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=MSK)
 
@@ -97,7 +102,7 @@ def test_soap_source_round_trip_confirms_after_the_commit(sim: Simulator) -> Non
         f"{sim.base_url}/ws/LoyaltyBridge.1cws?wsdl", sim.username, sim.password, timeout_s=10, tz=MSK
     )
     state = MemoryState()
-    src = SoapSource(soap, MSK)
+    src = SoapSource(soap, mapping(), MSK)
     changes = list(src.read(state, NOW))
     orders = [c for c in changes if c.entity == "order"]
     assert [c.key for c in orders] == [order["Ref_Key"]]
@@ -114,3 +119,54 @@ def test_soap_source_round_trip_confirms_after_the_commit(sim: Simulator) -> Non
     src.acknowledge()
     assert service.calls[-1] == "ConfirmChanges"
     assert cycle(src, state, NOW) == []
+
+
+def test_soap_rows_are_keyed_by_the_mappings_names(sim: Simulator, tmp_path: Path) -> None:
+    """A modified configuration renames fields in a mapping that extends ut11.yaml: the rows the SOAP
+    source builds carry those names (the service's own XML names stay the service's), so the
+    translator finds the partner, the status, the goods and the attributes through the mapping."""
+    renamed = {
+        "version": 1,
+        "extends": str(ROOT / "mappings" / "ut11.yaml"),
+        "orders": {
+            "fields": {"customer": "Контрагент_Key", "document_total": "СуммаЗаказа"},
+            "status": {"field": "Состояние"},
+            "lines": {"section": "Позиции", "fields": {"amount": "СуммаСтроки", "product": "Товар_Key"}},
+        },
+        "partners": {"fields": {"name": "Наименование"}, "contacts": {"phone_field": "Телефон"}},
+        "attributes": {"value_field": "ЗначениеРеквизита"},
+    }
+    path = tmp_path / "renamed.yaml"
+    path.write_text(yaml.safe_dump(renamed, allow_unicode=True), "utf-8")
+    m = load_mapping(path)
+    store = sim.store
+    mount(sim)
+    stored = next(r for r in store.rows(ORDERS) if r["Number"] == "УТ-00000101")
+    store.patch(ORDERS, stored["Ref_Key"], {"Комментарий": "перезвонить"})  # registers the change
+    soap = SoapClient(
+        f"{sim.base_url}/ws/LoyaltyBridge.1cws?wsdl", sim.username, sim.password, timeout_s=10, tz=MSK
+    )
+
+    changes = list(SoapSource(soap, m, MSK).read(MemoryState(), NOW))
+
+    row = next(c.row for c in changes if c.entity == "order")
+    assert row is not None
+    assert row["Контрагент_Key"] == stored["Партнер_Key"] and "Партнер_Key" not in row
+    assert row["Состояние"] == stored["Статус"] and "Статус" not in row
+    assert row["СуммаЗаказа"] == stored["СуммаДокумента"]
+    assert [line["СуммаСтроки"] for line in row["Позиции"]] == [line["Сумма"] for line in stored["Товары"]]
+    gateway = Gateway(client(sim), m, MSK, delivery_products=["Доставка"])
+    order = gateway.order(row)
+    assert order.customer_id == stored["Партнер_Key"]
+    goods = stored["Товары"]
+    assert [line.amount for line in order.lines] == [line["Сумма"] for line in goods]
+    assert [line.product_id for line in order.lines] == [line["Номенклатура_Key"] for line in goods]
+    assert order.redeem_requested == Decimal(500)  # an additional attribute, by the renamed value field
+    assert order.document_total == stored["СуммаДокумента"]
+
+    customer_row = next(c.row for c in changes if c.entity == "customer")
+    assert customer_row is not None
+    customer = customer_from_row(customer_row, m)
+    partner = store.get(PARTNERS, stored["Партнер_Key"])
+    assert partner is not None and customer.name == partner["Description"]
+    assert customer.phone is not None and customer.phone.startswith("+7")

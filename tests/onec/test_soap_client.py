@@ -16,13 +16,9 @@ from zeep.wsdl.bindings.soap import Soap11Binding
 
 from bridge.errors import FatalHTTPError, OneCError, TransientError, UnavailableError
 from bridge.net import OutcomeUnknownError, RetryPolicy
-from bridge.onec.soap import (
-    AttributeValue,
-    SoapClient,
-    bundled_wsdl,
-    customer_as_odata_row,
-    order_as_odata_row,
-)
+from bridge.onec.mapping import load_mapping
+from bridge.onec.soap import AttributeValue, SoapClient, bundled_wsdl
+from bridge.onec.soap_rows import customer_as_odata_row, order_as_odata_row
 from bridge.simulator import EXCHANGE_PLAN, SimStore, Simulator, load_sample
 from bridge.simulator.soap import SoapService, mount
 
@@ -31,6 +27,7 @@ ORDERS = "Document_ЗаказКлиента"
 PARTNERS = "Catalog_Партнеры"
 USER, PASSWORD = "Кассир Мария", "пароль№1"
 MSK = ZoneInfo("Europe/Moscow")
+UT11 = load_mapping(Path(__file__).parents[2] / "mappings" / "ut11.yaml")
 
 
 @pytest.fixture
@@ -150,7 +147,7 @@ def test_customer_and_odata_row_shapes(sim: Simulator, store: SimStore) -> None:
     customer = c.get_customer(partner["Ref_Key"])
     assert customer.name == "Соколов Дмитрий Андреевич"
     assert customer.phone == "+79161234567" and customer.email == "d.sokolov@mail.ru"
-    row = customer_as_odata_row(customer)
+    row = customer_as_odata_row(customer, UT11)
     assert row["Ref_Key"] == partner["Ref_Key"] and row["DataVersion"] == partner["DataVersion"]
     assert [(r["Тип"], r["НомерТелефона"], r["АдресЭП"]) for r in row["КонтактнаяИнформация"]] == [
         ("Телефон", "+79161234567", ""),
@@ -160,7 +157,7 @@ def test_customer_and_odata_row_shapes(sim: Simulator, store: SimStore) -> None:
     assert row["ДополнительныеРеквизиты"][0]["Значение"] == "Золотой"
 
     stored = order_by_number(store, "УТ-00000101")
-    odata = order_as_odata_row(c.get_order(stored["Ref_Key"]))
+    odata = order_as_odata_row(c.get_order(stored["Ref_Key"]), UT11)
     assert odata["Date"] == stored["Date"].strftime("%Y-%m-%dT%H:%M:%S")
     assert odata["Партнер_Key"] == stored["Партнер_Key"]
     assert odata["КартаЛояльности_Key"] == stored["КартаЛояльности_Key"]
@@ -199,7 +196,7 @@ def test_timezone_makes_dates_aware_and_writes_wall_clock(sim: Simulator, store:
     c = client(sim, tz=MSK)
     got = c.get_order(stored["Ref_Key"])
     assert got.date.tzinfo is MSK and got.date.replace(tzinfo=None) == stored["Date"]
-    assert order_as_odata_row(got)["Date"] == stored["Date"].strftime("%Y-%m-%dT%H:%M:%S")
+    assert order_as_odata_row(got, UT11)["Date"] == stored["Date"].strftime("%Y-%m-%dT%H:%M:%S")
     available = datetime(2026, 3, 14, 21, 0, tzinfo=ZoneInfo("UTC"))  # 00:00 on the 15th in Moscow
     c.write_order_loyalty(got.ref, [AttributeValue("Бонусы доступны с", available, "Date")])
     assert store.attribute(ORDERS, got.ref, "Бонусы доступны с") == datetime(2026, 3, 15)
@@ -313,7 +310,7 @@ def test_order_row_normalises_like_the_odata_row_of_the_same_order(sim: Simulato
     for stored in store.rows(ORDERS):
         odata = parse_json(dumps(render_row(store.schema[ORDERS], stored, nav_links=False)))
         expected = normalize_row(odata, MSK)
-        ours = normalize_row(order_as_odata_row(client(sim, tz=MSK).get_order(stored["Ref_Key"])), MSK)
+        ours = normalize_row(order_as_odata_row(client(sim, tz=MSK).get_order(stored["Ref_Key"]), UT11), MSK)
         for rows in ("Товары", "ДополнительныеРеквизиты"):
             for row in expected[rows]:
                 row.pop("Ref_Key", None)

@@ -152,6 +152,7 @@ def test_other_methods_are_refused(store: SimStore) -> None:
     ("path", "allowed"),
     [
         ("bridge/onec/soap.py", {"bridge.errors", "bridge.net"}),
+        ("bridge/onec/soap_rows.py", {"bridge.onec.soap", "bridge.onec.mapping"}),
         ("bridge/simulator/soap.py", {"bridge.simulator"}),
     ],
 )

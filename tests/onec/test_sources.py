@@ -153,7 +153,7 @@ class FakeSoap:
 def test_soap_deletions_and_confirmation() -> None:
     customer, order = GUID, "1f8fad5b-d9cb-469f-a165-70867728950e"
     fake = FakeSoap(Changes(8, deleted=(customer, order)))
-    src = SoapSource(fake, MSK)  # type: ignore[arg-type]
+    src = SoapSource(fake, MAPPING, MSK)  # type: ignore[arg-type]
     state = State({"customer": {customer: "v1"}}, {SOAP_MESSAGE_NO: "7"})
     got: Iterator[Change] = src.read(state, datetime(2026, 3, 1, tzinfo=MSK))
     assert [(c.entity, c.key, c.row) for c in got] == [("customer", customer, None), ("order", order, None)]
