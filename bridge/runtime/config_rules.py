@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 from base64 import b64decode
 from binascii import Error as BinasciiError
 from collections.abc import Mapping
@@ -202,7 +203,30 @@ def listen_address(value: str) -> str:
     ok_host = bool(host) and (_is_ip(host) or bool(_HOSTNAME.match(host)))
     if not (sep and ok_port and ok_host):
         fail(f'{value!r} is not host:port; write e.g. "127.0.0.1:9108"')
+    if not is_loopback(host):
+        # The endpoint has no authentication: checked here so that `check` and every command say
+        # so, not only `run` when it binds.
+        fail(
+            f"{host} is not a loopback address and the endpoint has no authentication; "
+            'listen on 127.0.0.1 (e.g. "127.0.0.1:9108") and scrape through a reverse proxy'
+        )
     return value
+
+
+def is_loopback(host: str) -> bool:
+    """True if ``host`` (an IP or a name) only ever means this machine."""
+    host = host.strip("[]")
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
 
 
 def split_listen(value: str) -> tuple[str, int]:

@@ -1,0 +1,33 @@
+"""What a new administrator meets first: every command reports the same config problems, state the
+service user cannot write, a `poll.start` far in the past, secrets only where they are used."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bridge.cli import main
+from tests.test_cli import CONFIG, REPO
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ONEC_PASSWORD", "secret")
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG.format(db=tmp_path / "state.db", mapping=REPO / "mappings" / "ut11.yaml"), "utf-8")
+    return path
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("command", [["check"], ["once"], ["db", "upgrade"], ["outbox"]])
+def test_a_public_http_listen_is_refused_by_every_command(config_file: Path, command: list[str]) -> None:
+    config_file.write_text(config_file.read_text("utf-8") + 'http: {listen: "0.0.0.0:9108"}\n', "utf-8")
+    code, _, err = run(*command, "--config", str(config_file))
+    assert code == 78, err
+    assert "config: http.listen: 0.0.0.0 is not a loopback address" in err
