@@ -263,7 +263,7 @@ def db_upgrade(config_path: Path | None) -> None:
     from bridge.service.wiring import load, open_database
     from bridge.store.db import upgrade
 
-    config = load(config_path)
+    config = load(config_path, secrets=False)
     engine = open_database(config, require_migrated=False)
     revision = upgrade(engine)
     click.echo(f"state database at revision {revision}: {engine.url.render_as_string(hide_password=True)}")
@@ -280,7 +280,7 @@ def customer(who: str, config_path: Path | None, now_text: str | None, as_json: 
     from bridge.service.report import customer_report, customer_report_json
     from bridge.service.wiring import build_engine, load
 
-    config = load(config_path)
+    config = load(config_path, secrets=False)
     engine = build_engine(config)
     now = parse_now(now_text, config.tz)
     customer_id = engine.resolve_customer(who)
@@ -321,7 +321,7 @@ def quote(
     from bridge.service.report import quote_report, quote_report_json
     from bridge.service.wiring import build_engine, load
 
-    config = load(config_path)
+    config = load(config_path, secrets=False)
     if not config.bonus_enabled:
         fail("config: bonus: the bonus program is not enabled, there is nothing to quote", EX_CONFIG)
     basket = []
@@ -370,7 +370,7 @@ def outbox(ctx: click.Context, config_path: Path | None, show_all: bool, as_json
     from bridge.service.wiring import load, open_database
     from bridge.store import outbox as box
 
-    config = load(config_path)
+    config = load(config_path, secrets=False)
     engine = open_database(config)
     statuses = (box.PENDING, box.DEAD, box.SENT, box.SUPERSEDED) if show_all else (box.PENDING, box.DEAD)
     with engine.connect() as conn:
@@ -420,7 +420,7 @@ def outbox_retry(message: str | None, all_dead: bool, config_path: Path | None, 
 
     if (message is None) == (not all_dead):
         raise click.UsageError("name one message (ID) or pass --all-dead")
-    config = load(config_path)
+    config = load(config_path, secrets=False)
     engine = open_database(config)
     with engine.begin() as conn:
         count = box.retry(conn, parse_now(now_text, config.tz), message, all_dead=all_dead)

@@ -31,3 +31,42 @@ def test_a_public_http_listen_is_refused_by_every_command(config_file: Path, com
     code, _, err = run(*command, "--config", str(config_file))
     assert code == 78, err
     assert "config: http.listen: 0.0.0.0 is not a loopback address" in err
+
+
+SITE = "site: {webhook_url: 'https://shop.example/loyalty/webhook', secret_env: SITE_WEBHOOK_SECRET}\n"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["db", "upgrade"], ["customer", "x"], ["quote", "1000"], ["outbox"], ["outbox", "retry", "--all-dead"]],
+    ids=lambda c: " ".join(c),
+)
+def test_commands_that_contact_nothing_need_no_secrets(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    config_file.write_text(config_file.read_text("utf-8") + SITE, "utf-8")
+    monkeypatch.setenv("ONEC_PASSWORD", "secret")
+    assert run("db", "upgrade", "--config", str(config_file))[0] == 0
+    monkeypatch.delenv("ONEC_PASSWORD")
+    monkeypatch.delenv("SITE_WEBHOOK_SECRET", raising=False)
+    code, _, err = run(*command, "--config", str(config_file))
+    assert code != 78 and "config:" not in err, err
+
+
+@pytest.mark.parametrize("command", [["once"], ["check"], ["backfill", "--from", "2026-01-01"]])
+def test_commands_that_contact_1c_or_the_site_still_need_their_secrets(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    config_file.write_text(config_file.read_text("utf-8") + SITE, "utf-8")
+    monkeypatch.delenv("ONEC_PASSWORD")
+    monkeypatch.delenv("SITE_WEBHOOK_SECRET", raising=False)
+    code, _, err = run(*command, "--config", str(config_file))
+    assert code == 78
+    assert err.splitlines() == [
+        "loyalty-bridge: config: onec.password_env: environment variable ONEC_PASSWORD is not set or is "
+        "empty, and the 1C connection needs it; set ONEC_PASSWORD in the service's environment "
+        "(e.g. the systemd unit's EnvironmentFile)",
+        "loyalty-bridge: config: site.secret_env: environment variable SITE_WEBHOOK_SECRET is not set or "
+        "is empty, and signing the webhook needs it; set SITE_WEBHOOK_SECRET in the service's environment "
+        "(e.g. the systemd unit's EnvironmentFile)",
+    ]

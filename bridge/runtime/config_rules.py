@@ -69,10 +69,17 @@ def secret_value(environ: Mapping[str, str], name: str | None) -> str | None:
     return value.strip() or None
 
 
+def secrets_required(info: ValidationInfo) -> bool:
+    """Whether the command loading the config uses the secrets (``load_config(secrets=...)``)."""
+    context = info.context
+    return not (isinstance(context, dict) and context.get("secrets") is False)
+
+
 def check_secret(info: ValidationInfo, path: str, name: str | None, feature: str) -> None:
-    """Report a missing secret: the variable ``name`` must be set and non-blank."""
-    if name is None or not _ENV_NAME.match(name):
-        return  # the name itself was already rejected
+    """Report a missing secret: the variable ``name`` must be set and non-blank (unless the command
+    never contacts 1C, the site or a gateway: then the secrets are not needed)."""
+    if name is None or not _ENV_NAME.match(name) or not secrets_required(info):
+        return  # the name itself was already rejected, or no secret is needed
     if secret_value(environ_of(info), name) is None:
         report(
             info,
