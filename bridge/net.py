@@ -9,7 +9,8 @@ Owns:
   (:func:`parse_retry_after`), and the tenacity-based retry loop (:func:`retrying`,
   :func:`call_with_retry`) driven by a frozen :class:`RetryPolicy`;
 - UTF-8 HTTP Basic auth (:func:`basic_auth_utf8`) and sessions that always pass explicit
-  ``(connect, read)`` timeouts (:func:`make_session`).
+  ``(connect, read)`` timeouts (:func:`make_session`);
+- reading an answer's body as text (:func:`response_text`): UTF-8 unless the answer names a charset.
 
 Retry rules, in one place:
 - A :class:`TransientError` is retried until ``max_attempts`` or until the next sleep would cross
@@ -28,6 +29,7 @@ Must not import any other bridge module except :mod:`bridge.errors` (every edge 
 from __future__ import annotations
 
 import base64
+import email.message
 import email.utils
 import functools
 import random
@@ -60,6 +62,7 @@ __all__ = [
     "is_connect_failure",
     "make_session",
     "parse_retry_after",
+    "response_text",
     "retrying",
 ]
 
@@ -195,6 +198,25 @@ def classify_status(
             )
         return TransientError(message, retry_after=retry_after, status=status, url=url, body=body[:500])
     return FatalHTTPError(f"HTTP {status} from {url or 'peer'}", status=status, body=body, url=url)
+
+
+def response_text(response: requests.Response) -> str:
+    """An answer's body as text: in the charset its ``Content-Type`` declares, else UTF-8.
+
+    ``requests`` falls back to ISO-8859-1 for ``text/*`` without a charset (and guesses for other
+    types), which turns a Russian error page into ``Ð¢ÑÐµÐ±ÑÐµÑÑÑ``; the sites and gateways the
+    bridge talks to answer in UTF-8. Bytes that do not decode are replaced, never raised.
+    """
+    content = response.content or b""
+    header = email.message.Message()
+    header["content-type"] = response.headers.get("Content-Type", "")
+    charset = header.get_content_charset()
+    if charset:
+        try:
+            return content.decode(charset, errors="replace")
+        except LookupError:  # a charset Python does not know: UTF-8 is the best guess
+            pass
+    return content.decode("utf-8", errors="replace")
 
 
 def is_connect_failure(exc: BaseException) -> bool:
