@@ -33,6 +33,8 @@ import email.message
 import email.utils
 import functools
 import random
+import socket
+import ssl
 import time
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -64,6 +66,7 @@ __all__ = [
     "parse_retry_after",
     "response_text",
     "retrying",
+    "short_reason",
 ]
 
 P = ParamSpec("P")
@@ -245,14 +248,66 @@ def is_connect_failure(exc: BaseException) -> bool:
     return False
 
 
+def short_reason(exc: BaseException) -> str:
+    """The root cause of a failed request in a few words, without the URL ``requests`` repeats.
+
+    E.g. ``connection refused``, ``host name not found``, ``connection timed out``, ``no answer
+    within the read timeout``, ``connection reset``, or the TLS library's own words.
+    """
+    found: list[BaseException] = []
+    seen: set[int] = set()
+    stack: list[Any] = [exc]
+    while stack:
+        item = stack.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        found.append(item)
+        if isinstance(item, urllib3.exceptions.MaxRetryError):
+            stack.append(item.reason)
+        stack.extend(a for a in item.args if isinstance(a, BaseException))
+        stack.extend(x for x in (item.__cause__, item.__context__) if x is not None)
+    checks: list[tuple[Any, Callable[[Any], str]]] = [
+        (ConnectionRefusedError, lambda e: "connection refused"),
+        (
+            socket.gaierror,
+            lambda e: f"host name not found ({e.strerror})" if e.strerror else "host name not found",
+        ),
+        (urllib3.exceptions.NameResolutionError, lambda e: "host name not found"),
+        (ssl.SSLError, lambda e: f"TLS error: {e.reason or e.strerror or type(e).__name__}"),
+        (ConnectionResetError, lambda e: "connection reset"),
+        (
+            requests.exceptions.ReadTimeout | urllib3.exceptions.ReadTimeoutError,
+            lambda e: "no answer within the read timeout",
+        ),
+        (urllib3.exceptions.NewConnectionError, lambda e: str(e).split(": ", 1)[-1]),
+        (
+            requests.exceptions.ConnectTimeout | urllib3.exceptions.ConnectTimeoutError,
+            lambda e: "connection timed out",
+        ),
+    ]
+    for kind, words in checks:
+        for item in found:
+            if isinstance(item, kind):
+                return str(words(item))
+    for item in found:
+        if isinstance(item, OSError) and not isinstance(item, requests.RequestException) and item.strerror:
+            return str(item.strerror).lower()
+    return type(exc).__name__
+
+
 def classify_exception(
     exc: requests.RequestException,
     *,
     url: str = "",
     idempotent: bool = True,
     settle_s: float | None = None,
+    summary: str | None = None,
 ) -> FatalHTTPError | TransientError:
     """Map a ``requests`` failure (no HTTP answer) to the error to raise.
+
+    ``summary`` replaces the default message (``<kind> talking to <url>: <the exception>``, which
+    repeats the URL) for callers that can say it shorter and say what to check.
 
     Timeouts, connection errors and broken/short bodies are transient; a malformed URL or an invalid
     header is fatal. For non-idempotent requests only :func:`is_connect_failure` errors stay plainly
@@ -271,7 +326,7 @@ def classify_exception(
         | requests.exceptions.URLRequired,
     ):
         return FatalHTTPError(f"cannot send request to {url}: {kind}: {exc}", url=url, error=kind)
-    message = f"{kind} talking to {url or 'peer'}: {exc}"
+    message = summary or f"{kind} talking to {url or 'peer'}: {exc}"
     if not idempotent and not is_connect_failure(exc):
         return OutcomeUnknownError(
             message + " (the request may have been processed)", url=url, error=kind, retry_after=settle_s
