@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import shutil
 import tempfile
 from collections.abc import Callable
 from datetime import datetime
@@ -249,4 +250,9 @@ def run_demo(keep: Path | None = None) -> None:
     from bridge.runtime.logging import configure_logging
 
     configure_logging("warning", "console")
-    Demo(folder, click.echo).run()
+    try:
+        Demo(folder, click.echo).run()
+    finally:
+        if keep is None:  # a folder of our own in /tmp: nothing may be left behind
+            shutil.rmtree(folder, ignore_errors=True)
+            click.echo("(the temporary folder is removed; `demo --keep DIR` keeps the state database)")
