@@ -70,3 +70,27 @@ def test_commands_that_contact_1c_or_the_site_still_need_their_secrets(
         "is empty, and signing the webhook needs it; set SITE_WEBHOOK_SECRET in the service's environment "
         "(e.g. the systemd unit's EnvironmentFile)",
     ]
+
+
+def test_demo_without_keep_leaves_no_folder_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    code, out, err = run("demo")
+    assert code == 0, err
+    assert "all verified: True" in out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_alembic_says_nothing_at_info(tmp_path: Path) -> None:
+    import io
+
+    from bridge.runtime.logging import configure_logging
+    from bridge.store.db import make_engine, require_current, upgrade
+
+    stream = io.StringIO()
+    configure_logging("info", "json", stream=stream)
+    engine = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    upgrade(engine)
+    require_current(engine)
+    assert "alembic" not in stream.getvalue()
