@@ -424,8 +424,13 @@ def outbox_retry(message: str | None, all_dead: bool, config_path: Path | None, 
     engine = open_database(config)
     with engine.begin() as conn:
         count = box.retry(conn, parse_now(now_text, config.tz), message, all_dead=all_dead)
+    if count == 0 and all_dead:
+        click.echo("nothing to retry: no dead messages")
+        return
     if count == 0:
-        fail(f"outbox: no dead message {message or ''} to retry", EX_DOCS_FAILED)
+        fail(
+            f"outbox: no dead message {message} to retry (`loyalty-bridge outbox` lists them)", EX_DOCS_FAILED
+        )
     click.echo(f"{count} message(s) back in line; they go out with the next cycle")
 
 

@@ -94,3 +94,15 @@ def test_alembic_says_nothing_at_info(tmp_path: Path) -> None:
     upgrade(engine)
     require_current(engine)
     assert "alembic" not in stream.getvalue()
+
+
+def test_outbox_retry_with_nothing_dead(config_file: Path) -> None:
+    assert run("db", "upgrade", "--config", str(config_file))[0] == 0
+    code, out, err = run("outbox", "retry", "--all-dead", "--config", str(config_file))
+    assert (code, out, err) == (0, "nothing to retry: no dead messages\n", "")
+    code, out, err = run("outbox", "retry", "msg_nope", "--config", str(config_file))
+    assert code == 1
+    assert (
+        err
+        == "loyalty-bridge: outbox: no dead message msg_nope to retry (`loyalty-bridge outbox` lists them)\n"
+    )
