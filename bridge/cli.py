@@ -1,7 +1,8 @@
 """Command line: parse arguments, call service/runtime, map exceptions to exit codes.
 
 Exit status (sysexits, CONTRACT.md): 0 success; 1 a cycle finished with some documents failed;
-2 bad usage; 78 bad config or mapping (nothing done); 69 1C / site / database unreachable.
+2 bad usage; 78 bad config or mapping (nothing done); 69 1C / site / database unreachable or
+unusable (e.g. state files this user cannot write).
 Errors go to stderr, one line each, naming the key / document / field and what to do.
 """
 
@@ -47,6 +48,12 @@ def guarded(func: F) -> F:
             fail(f"unavailable: {exc.message}", EX_UNAVAILABLE)
         except BridgeError as exc:
             fail(exc.message, EX_DOCS_FAILED)
+        except PermissionError as exc:  # the state files are reported by the store; anything else
+            fail(
+                f"permission denied: {exc.filename or exc}; run the command as the user the bridge "
+                "runs as (README: as_bridge), or give that user the file",
+                EX_UNAVAILABLE,
+            )
 
     return wrapper  # type: ignore[return-value]
 

@@ -457,12 +457,18 @@ def _operations(client: Any) -> set[str]:
 
 
 def _database(report: CheckReport, config: Config) -> None:
+    from bridge.store import access
     from bridge.store.db import current_revision, head_revision, make_engine
 
     area = "State database"
     url = make_url(config.state.url)
     shown = url.render_as_string(hide_password=True)
     upgrade = "run `loyalty-bridge db upgrade`"
+    denied = access.unwritable(config.state.url)
+    if denied:  # e.g. created by root: the service user could read it, but never write
+        what, fix = access.describe(denied, config.state.url)
+        report.add(area, "problem", f"state database files {what}", fix)
+        return
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         if not Path(url.database or "").expanduser().exists():  # connecting would create it empty
             report.add(area, "problem", f"{shown} does not exist yet", upgrade)
