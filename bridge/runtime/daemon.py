@@ -18,9 +18,10 @@ work (``docs/readme/instances.md``); the loop, ``READY=1`` and the watchdog go o
 
 A cycle that raises is logged with its context and retried on the next tick: 1C, the site or the
 database being down never ends ``run``. A ``StateError`` (e.g. state files the service user cannot
-write) is logged at error once, without a traceback, then at debug while it stays the same. Only the exception types in ``fatal`` (default
-``ConfigError``: nothing will work until a person edits the config, exit 78) end it, re-raised to
-the CLI. A ``StopRequested`` from ``token.check()`` ends the cycle quietly and then the loop.
+write) is logged at error once, without a traceback, then at debug while it stays the same. Only
+the exception types in ``fatal`` (default ``ConfigError``: nothing will work until a person edits
+the config, exit 78) end it, re-raised to the CLI. A ``StopRequested`` from ``token.check()``
+ends the cycle quietly and then the loop.
 
 Scheduling uses ``schedule`` with a private ``Scheduler`` (``Daemon.scheduler``, where a nightly job
 can be added). The next poll is ``interval_s`` after the previous cycle ended, so slow cycles never

@@ -82,7 +82,7 @@ def test_a_command_says_it_in_one_line_exit_69(
 @needs_ordinary_user
 def test_the_leader_lock_names_its_file(config_file: Path, root_owned: Path) -> None:
     lock = leader_lock(load(config_file).state.url)
-    with pytest.raises(StateError, match="state.db.lock"):
+    with pytest.raises(StateError, match=r"state\.db\.lock"):
         lock.try_acquire()
 
 
