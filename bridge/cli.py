@@ -187,6 +187,11 @@ def once(config_path: Path | None, now_text: str | None, wait_s: float) -> None:
     config = load(config_path)
     _logging(config)
     now = parse_now(now_text, config.tz) if now_text else None
+    from bridge.service.golive import poll_start_warning
+
+    warning = poll_start_warning(config, now or parse_now(None, config.tz))
+    if warning:
+        click.echo(f"loyalty-bridge: warning: {warning}", err=True)
     _one_cycle(config, wait_s, lambda: CycleRunner(config, now=now))
 
 

@@ -65,7 +65,7 @@ _PREFIXES = dict(
     "InformationRegister_:РегистрСведений AccumulationRegister_:РегистрНакопления "
     "ExchangePlan_:ПланОбмена Enum_:Перечисление".split()
 )
-Kind = Literal["ok", "problem", "unreachable"]
+Kind = Literal["ok", "warning", "problem", "unreachable"]
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,8 @@ class CheckItem:
 
     @property
     def ok(self) -> bool:
-        return self.kind == "ok"
+        """Nothing stops the bridge here (a warning does not: it runs, maybe not as meant)."""
+        return self.kind in ("ok", "warning")
 
     def line(self) -> str:
         return f"{self.area}: {self.text}" + (f" — {self.fix}" if self.fix else "")
@@ -186,6 +187,7 @@ def run_check(
     if config.poll.changes == "soap" or config.onec.soap.wsdl:
         _soap(report, config, password)
     _database(report, config)
+    _go_live(report, config)
     report.items.sort(key=lambda i: AREAS.index(i.area) if i.area in AREAS else len(AREAS))
     return report
 
@@ -198,14 +200,17 @@ def format_report(report: CheckReport) -> str:
         if item.area != area:
             area = item.area
             lines += ["", f"{area}"] if lines else [f"{area}"]
-        mark = "✓" if item.ok else "✗"
+        mark = "!" if item.kind == "warning" else "✓" if item.ok else "✗"
         lines.append(f"  {mark} {item.text}")
         if item.fix:
             lines.append(f"      → {item.fix}")
     failed = [i for i in report.items if not i.ok]
     lines.append("")
+    warned = [i for i in report.items if i.kind == "warning"]
     if not failed:
         lines.append("All checks passed: the bridge can run.")
+        if warned:
+            lines.append(f"Read the {len(warned)} warning(s) marked ! before its first cycle.")
     else:
         what = "unreachable" if report.unreachable and not report.problems else "to fix"
         lines.append(f"{len(failed)} item(s) {what}; the bridge will not start until they are resolved.")
@@ -454,6 +459,16 @@ def _operations(client: Any) -> set[str]:
         for port in service.ports.values():
             names.update(port.binding._operations)
     return names
+
+
+def _go_live(report: CheckReport, config: Config) -> None:
+    from datetime import UTC, datetime
+
+    from bridge.service.golive import FIX, poll_start_problem
+
+    problem = poll_start_problem(config, datetime.now(UTC))
+    if problem:
+        report.add("Change source", "warning", problem, FIX)
 
 
 def _database(report: CheckReport, config: Config) -> None:
