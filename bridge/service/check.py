@@ -14,6 +14,7 @@ May import anything of the bridge (service layer).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -484,6 +485,15 @@ def _database(report: CheckReport, config: Config) -> None:
         what, fix = access.describe(denied, config.state.url)
         report.add(area, "problem", f"state database files {what}", fix)
         return
+    rooted = access.owned_by_root(config.state.url)
+    if rooted and os.geteuid() == 0:  # root writes anything: say what the service user will meet
+        report.add(
+            area,
+            "warning",
+            f"checked as root, and root owns {', '.join(map(str, rooted))}: a service running as "
+            "another user (User=loyalty-bridge) cannot write them",
+            "run check as the service user (README: as_bridge check); it names the chown to run",
+        )
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         if not Path(url.database or "").expanduser().exists():  # connecting would create it empty
             report.add(area, "problem", f"{shown} does not exist yet", upgrade)

@@ -30,6 +30,7 @@ __all__ = [
     "describe",
     "from_os_error",
     "is_readonly",
+    "owned_by_root",
     "state_files",
     "unwritable",
 ]
@@ -74,6 +75,18 @@ def unwritable(url: str) -> list[Path]:
         mode = os.W_OK | os.X_OK if path.is_dir() else os.W_OK
         if not os.access(path, mode):
             found.append(path)
+    return found
+
+
+def owned_by_root(url: str) -> list[Path]:
+    """Of :func:`state_files`, those that exist and belong to root (uid 0)."""
+    found = []
+    for path in state_files(url):
+        try:
+            if path.stat().st_uid == 0:
+                found.append(path)
+        except OSError:
+            continue
     return found
 
 

@@ -118,3 +118,13 @@ def test_a_shared_directory_is_never_chowned(tmp_path: Path) -> None:
     assert fix.startswith(f"run `sudo chown {access._user()}: {shared / 'state.db'}`; make {shared} writable")
     assert access.unwritable("postgresql+psycopg://bridge@db/loyalty") == []
     assert access.unwritable("sqlite://") == []
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="only root's check says it")
+def test_check_run_as_root_warns_that_root_owns_the_state(config_file: Path) -> None:
+    assert CliRunner().invoke(main, ["db", "upgrade", "--config", str(config_file)]).exit_code == 0
+    report = CheckReport()
+    _database(report, load(config_file))
+    [warning] = [i for i in report.items if i.kind == "warning"]
+    assert "checked as root, and root owns" in warning.text and "state.db" in warning.text
+    assert "as_bridge check" in warning.fix and report.problems == []
