@@ -1,7 +1,8 @@
 """Command line: parse arguments, call service/runtime, map exceptions to exit codes.
 
 Exit status (sysexits, CONTRACT.md): 0 success; 1 a cycle finished with some documents failed;
-2 bad usage; 78 bad config or mapping (nothing done); 69 1C / site / database unreachable.
+2 bad usage; 78 bad config or mapping (nothing done); 69 1C / site / database unreachable or
+unusable (e.g. state files this user cannot write).
 Errors go to stderr, one line each, naming the key / document / field and what to do.
 """
 
@@ -47,6 +48,12 @@ def guarded(func: F) -> F:
             fail(f"unavailable: {exc.message}", EX_UNAVAILABLE)
         except BridgeError as exc:
             fail(exc.message, EX_DOCS_FAILED)
+        except PermissionError as exc:  # the state files are reported by the store; anything else
+            fail(
+                f"permission denied: {exc.filename or exc}; run the command as the user the bridge "
+                "runs as (README: as_bridge), or give that user the file",
+                EX_UNAVAILABLE,
+            )
 
     return wrapper  # type: ignore[return-value]
 
@@ -197,6 +204,11 @@ def once(config_path: Path | None, now_text: str | None, wait_s: float) -> None:
     config = load(config_path)
     _logging(config)
     now = parse_now(now_text, config.tz) if now_text else None
+    from bridge.service.golive import poll_start_warning
+
+    warning = poll_start_warning(config, now or parse_now(None, config.tz))
+    if warning:
+        click.echo(f"loyalty-bridge: warning: {warning}", err=True)
     _one_cycle(config, wait_s, lambda: CycleRunner(config, now=now))
 
 
@@ -281,7 +293,7 @@ def db_upgrade(config_path: Path | None) -> None:
     from bridge.service.wiring import load, open_database
     from bridge.store.db import upgrade
 
-    config = load(config_path)
+    config = load(config_path, secrets=False)
     engine = open_database(config, require_migrated=False)
     revision = upgrade(engine)
     click.echo(f"state database at revision {revision}: {engine.url.render_as_string(hide_password=True)}")
@@ -298,7 +310,7 @@ def customer(who: str, config_path: Path | None, now_text: str | None, as_json: 
     from bridge.service.report import customer_report, customer_report_json
     from bridge.service.wiring import build_engine, load
 
-    config = load(config_path)
+    config = load(config_path, secrets=False)
     engine = build_engine(config)
     now = parse_now(now_text, config.tz)
     customer_id = engine.resolve_customer(who)
@@ -339,7 +351,7 @@ def quote(
     from bridge.service.report import quote_report, quote_report_json
     from bridge.service.wiring import build_engine, load
 
-    config = load(config_path)
+    config = load(config_path, secrets=False)
     if not config.bonus_enabled:
         fail("config: bonus: the bonus program is not enabled, there is nothing to quote", EX_CONFIG)
     basket = []
@@ -388,7 +400,7 @@ def outbox(ctx: click.Context, config_path: Path | None, show_all: bool, as_json
     from bridge.service.wiring import load, open_database
     from bridge.store import outbox as box
 
-    config = load(config_path)
+    config = load(config_path, secrets=False)
     engine = open_database(config)
     statuses = (box.PENDING, box.DEAD, box.SENT, box.SUPERSEDED) if show_all else (box.PENDING, box.DEAD)
     with engine.connect() as conn:
@@ -438,12 +450,17 @@ def outbox_retry(message: str | None, all_dead: bool, config_path: Path | None, 
 
     if (message is None) == (not all_dead):
         raise click.UsageError("name one message (ID) or pass --all-dead")
-    config = load(config_path)
+    config = load(config_path, secrets=False)
     engine = open_database(config)
     with engine.begin() as conn:
         count = box.retry(conn, parse_now(now_text, config.tz), message, all_dead=all_dead)
+    if count == 0 and all_dead:
+        click.echo("nothing to retry: no dead messages")
+        return
     if count == 0:
-        fail(f"outbox: no dead message {message or ''} to retry", EX_DOCS_FAILED)
+        fail(
+            f"outbox: no dead message {message} to retry (`loyalty-bridge outbox` lists them)", EX_DOCS_FAILED
+        )
     click.echo(f"{count} message(s) back in line; they go out with the next cycle")
 
 

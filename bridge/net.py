@@ -11,7 +11,8 @@ Owns:
   :func:`call_with_retry`) driven by a frozen :class:`RetryPolicy`;
 - UTF-8 HTTP Basic auth (:func:`basic_auth_utf8`) and sessions that always pass explicit
   ``(connect, read)`` timeouts and check the peer's certificate as told (:func:`make_session`);
-  a refused certificate (:func:`certificate_refused`) says what to do about it (``tls_hint``).
+  a refused certificate (:func:`certificate_refused`) says what to do about it (``tls_hint``);
+- reading an answer's body as text (:func:`response_text`): UTF-8 unless the answer names a charset.
 
 Retry rules, in one place:
 - A :class:`TransientError` is retried until ``max_attempts`` or until the next sleep would cross
@@ -30,10 +31,12 @@ Must not import any other bridge module except :mod:`bridge.errors` (every edge 
 from __future__ import annotations
 
 import base64
+import email.message
 import email.utils
 import functools
 import os
 import random
+import socket
 import ssl
 import time
 import urllib.request
@@ -66,7 +69,9 @@ __all__ = [
     "is_connect_failure",
     "make_session",
     "parse_retry_after",
+    "response_text",
     "retrying",
+    "short_reason",
 ]
 
 P = ParamSpec("P")
@@ -211,6 +216,25 @@ def classify_status(
     return FatalHTTPError(f"HTTP {status} from {url or 'peer'}", status=status, body=body, url=url)
 
 
+def response_text(response: requests.Response) -> str:
+    """An answer's body as text: in the charset its ``Content-Type`` declares, else UTF-8.
+
+    ``requests`` falls back to ISO-8859-1 for ``text/*`` without a charset (and guesses for other
+    types), which turns a Russian error page into ``Ð¢ÑÐµÐ±ÑÐµÑÑÑ``; the sites and gateways the
+    bridge talks to answer in UTF-8. Bytes that do not decode are replaced, never raised.
+    """
+    content = response.content or b""
+    header = email.message.Message()
+    header["content-type"] = response.headers.get("Content-Type", "")
+    charset = header.get_content_charset()
+    if charset:
+        try:
+            return content.decode(charset, errors="replace")
+        except LookupError:  # a charset Python does not know: UTF-8 is the best guess
+            pass
+    return content.decode("utf-8", errors="replace")
+
+
 def is_connect_failure(exc: BaseException) -> bool:
     """True when ``exc`` proves the request never reached the peer (safe to repeat any request).
 
@@ -251,14 +275,66 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         stack.extend(x for x in (item.__cause__, item.__context__) if x is not None)
 
 
+def short_reason(exc: BaseException) -> str:
+    """The root cause of a failed request in a few words, without the URL ``requests`` repeats.
+
+    E.g. ``connection refused``, ``host name not found``, ``connection timed out``, ``no answer
+    within the read timeout``, ``connection reset``, or the TLS library's own words.
+    """
+    found: list[BaseException] = []
+    seen: set[int] = set()
+    stack: list[Any] = [exc]
+    while stack:
+        item = stack.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        found.append(item)
+        if isinstance(item, urllib3.exceptions.MaxRetryError):
+            stack.append(item.reason)
+        stack.extend(a for a in item.args if isinstance(a, BaseException))
+        stack.extend(x for x in (item.__cause__, item.__context__) if x is not None)
+    checks: list[tuple[Any, Callable[[Any], str]]] = [
+        (ConnectionRefusedError, lambda e: "connection refused"),
+        (
+            socket.gaierror,
+            lambda e: f"host name not found ({e.strerror})" if e.strerror else "host name not found",
+        ),
+        (urllib3.exceptions.NameResolutionError, lambda e: "host name not found"),
+        (ssl.SSLError, lambda e: f"TLS error: {e.reason or e.strerror or type(e).__name__}"),
+        (ConnectionResetError, lambda e: "connection reset"),
+        (
+            requests.exceptions.ReadTimeout | urllib3.exceptions.ReadTimeoutError,
+            lambda e: "no answer within the read timeout",
+        ),
+        (urllib3.exceptions.NewConnectionError, lambda e: str(e).split(": ", 1)[-1]),
+        (
+            requests.exceptions.ConnectTimeout | urllib3.exceptions.ConnectTimeoutError,
+            lambda e: "connection timed out",
+        ),
+    ]
+    for kind, words in checks:
+        for item in found:
+            if isinstance(item, kind):
+                return str(words(item))
+    for item in found:
+        if isinstance(item, OSError) and not isinstance(item, requests.RequestException) and item.strerror:
+            return str(item.strerror).lower()
+    return type(exc).__name__
+
+
 def classify_exception(
     exc: requests.RequestException,
     *,
     url: str = "",
     idempotent: bool = True,
     settle_s: float | None = None,
+    summary: str | None = None,
 ) -> FatalHTTPError | TransientError:
     """Map a ``requests`` failure (no HTTP answer) to the error to raise.
+
+    ``summary`` replaces the default message (``<kind> talking to <url>: <the exception>``, which
+    repeats the URL) for callers that can say it shorter and say what to check.
 
     Timeouts, connection errors and broken/short bodies are transient — connection errors (refused,
     reset, name not resolved) and timeouts, where no answer came at all, as :class:`NoAnswerError`;
@@ -279,7 +355,7 @@ def classify_exception(
         | requests.exceptions.URLRequired,
     ):
         return FatalHTTPError(f"cannot send request to {url}: {kind}: {exc}", url=url, error=kind)
-    message = f"{kind} talking to {url or 'peer'}: {exc}"
+    message = summary or f"{kind} talking to {url or 'peer'}: {exc}"
     if not idempotent and not is_connect_failure(exc):
         return OutcomeUnknownError(
             message + " (the request may have been processed)", url=url, error=kind, retry_after=settle_s

@@ -109,7 +109,7 @@ def test_bad_config_exits_78_naming_every_key(tmp_path: Path, monkeypatch: pytes
     path = tmp_path / "config.yaml"
     text = CONFIG.format(db=tmp_path / "s.db", mapping="m.yaml").replace("Europe/Moscow", "Europe/Moskva")
     path.write_text(text.replace("rate: 0.03", "rate: 3"), "utf-8")
-    code, _, err = run("customer", "x", "--config", str(path))
+    code, _, err = run("check", "--config", str(path))
     assert code == 78
     assert "timezone" in err and "bonus.tiers[1].rate" in err and "ONEC_PASSWORD" in err
     assert all(line.startswith("loyalty-bridge: config: ") for line in err.strip().splitlines())

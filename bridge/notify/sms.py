@@ -30,7 +30,7 @@ import requests
 import structlog
 
 from bridge.errors import FatalHTTPError
-from bridge.net import classify_exception, classify_status, make_session, parse_retry_after
+from bridge.net import classify_exception, classify_status, make_session, parse_retry_after, response_text
 from bridge.notify.recipients import Outgoing, check_phone, mask
 
 __all__ = ["SmsSender"]
@@ -124,6 +124,6 @@ class SmsSender:
 
 def _excerpt(response: requests.Response) -> str:
     try:
-        return response.text[:500]
-    except (requests.RequestException, UnicodeDecodeError, LookupError):
+        return response_text(response)[:500]
+    except requests.RequestException:
         return ""

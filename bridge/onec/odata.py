@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 import structlog
@@ -53,8 +53,11 @@ from bridge.net import (
     RetryPolicy,
     basic_auth_utf8,
     call_with_retry,
+    certificate_refused,
     classify_exception,
+    is_connect_failure,
     make_session,
+    short_reason,
 )
 from bridge.onec import normalize
 from bridge.onec.literals import (
@@ -196,7 +199,13 @@ class ODataClient:
                 )
             except requests.RequestException as exc:
                 settle = self.timeout[1]  # 1C may still be working on it: as long again
-                raise classify_exception(exc, url=url, idempotent=repeat_unanswered, settle_s=settle) from exc
+                raise classify_exception(
+                    exc,
+                    url=url,
+                    idempotent=repeat_unanswered,
+                    settle_s=settle,
+                    summary=self._unreachable(exc),
+                ) from exc
             normalize.check_answer(
                 response.status_code,
                 response.headers,
@@ -231,6 +240,24 @@ class ODataClient:
             clock=self._clock,
             what=what,
             on_retry=on_retry,
+        )
+
+    def _unreachable(self, exc: requests.RequestException) -> str:
+        """What an administrator needs when 1C did not answer: the host, why, and what to check
+        (not the percent-encoded URL, twice, that ``requests`` puts in its message)."""
+        host = urlsplit(self.base_url).netloc or self.base_url
+        why = certificate_refused(exc)
+        if why is not None:  # 1C is up, its certificate is not trusted: what to do is the session's hint
+            hint = getattr(self._session, "tls_hint", None)
+            return f"certificate verify failed for {host} ({why})" + (f": {hint}" if hint else "")
+        if is_connect_failure(exc):
+            return (
+                f"cannot reach 1C at {host}: {short_reason(exc)}; "
+                "is 1C / its web server up? check onec.odata_url"
+            )
+        return (
+            f"no usable answer from 1C at {host}: {short_reason(exc)}; is 1C / its web server up "
+            f"and not overloaded? check onec.odata_url (and onec.timeout_s, now {self.timeout[1]:g} s)"
         )
 
     def _json(self, method: str, path: str, query: str = "", **kwargs: Any) -> Any:

@@ -79,19 +79,24 @@ def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
     return Path(named) if named else Path(DEFAULT_CONFIG)
 
 
-def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None, *, secrets: bool = True
+) -> Config:
     """Read and validate the config file at ``path``.
 
     Args:
         path: the YAML file; relative paths inside it (``onec.mapping``) resolve against its directory.
         environ: where ``*_env`` secrets are looked up (default ``os.environ``).
+        secrets: False for a command that never contacts 1C, the site or a gateway (``db upgrade``,
+            ``customer``, ``quote``, ``outbox``): a secret that is not set is then no problem (the
+            config's secrets are left empty).
 
     Raises:
         ConfigError: the file is missing, unreadable, not YAML, or invalid; ``problems`` lists
             every problem found, each naming its key path.
     """
     file = Path(path).expanduser().absolute()
-    return _validate(read_document(file), file, environ)
+    return _validate(read_document(file), file, environ, secrets)
 
 
 def read_document(path: str | os.PathLike[str]) -> Document:
@@ -124,7 +129,11 @@ def read_document(path: str | os.PathLike[str]) -> Document:
 
 
 def config_from_data(
-    data: Any, *, config_path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+    data: Any,
+    *,
+    config_path: str | os.PathLike[str],
+    environ: Mapping[str, str] | None = None,
+    secrets: bool = True,
 ) -> Config:
     """Validate config data already parsed (e.g. a built-in default) exactly as ``load_config`` does.
 
@@ -132,15 +141,16 @@ def config_from_data(
         data: the mapping a config file would hold (use ``Decimal`` or strings for fractions).
         config_path: the file the data stands for; relative paths resolve against its directory.
         environ: where ``*_env`` secrets are looked up (default ``os.environ``).
+        secrets: as ``load_config``.
 
     Raises:
         ConfigError: as ``load_config``.
     """
     file = Path(config_path).expanduser().absolute()
-    return _validate(Document(data), file, environ)
+    return _validate(Document(data), file, environ, secrets)
 
 
-def _validate(doc: Document, file: Path, environ: Mapping[str, str] | None) -> Config:
+def _validate(doc: Document, file: Path, environ: Mapping[str, str] | None, secrets: bool = True) -> Config:
     if doc.data is None:
         raise ConfigError(
             [f"{file}: the config file is empty; start from config.example.yaml"], path=str(file)
@@ -156,6 +166,7 @@ def _validate(doc: Document, file: Path, environ: Mapping[str, str] | None) -> C
         "environ": os.environ if environ is None else environ,
         "base_dir": file.parent,
         "config_path": file,
+        "secrets": secrets,
     }
     config: Config | None = None
     try:

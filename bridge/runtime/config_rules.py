@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 from base64 import b64decode
 from binascii import Error as BinasciiError
 from collections.abc import Mapping
@@ -68,10 +69,17 @@ def secret_value(environ: Mapping[str, str], name: str | None) -> str | None:
     return value.strip() or None
 
 
+def secrets_required(info: ValidationInfo) -> bool:
+    """Whether the command loading the config uses the secrets (``load_config(secrets=...)``)."""
+    context = info.context
+    return not (isinstance(context, dict) and context.get("secrets") is False)
+
+
 def check_secret(info: ValidationInfo, path: str, name: str | None, feature: str) -> None:
-    """Report a missing secret: the variable ``name`` must be set and non-blank."""
-    if name is None or not _ENV_NAME.match(name):
-        return  # the name itself was already rejected
+    """Report a missing secret: the variable ``name`` must be set and non-blank (unless the command
+    never contacts 1C, the site or a gateway: then the secrets are not needed)."""
+    if name is None or not _ENV_NAME.match(name) or not secrets_required(info):
+        return  # the name itself was already rejected, or no secret is needed
     if secret_value(environ_of(info), name) is None:
         report(
             info,
@@ -202,7 +210,30 @@ def listen_address(value: str) -> str:
     ok_host = bool(host) and (_is_ip(host) or bool(_HOSTNAME.match(host)))
     if not (sep and ok_port and ok_host):
         fail(f'{value!r} is not host:port; write e.g. "127.0.0.1:9108"')
+    if not is_loopback(host):
+        # The endpoint has no authentication: checked here so that `check` and every command say
+        # so, not only `run` when it binds.
+        fail(
+            f"{host} is not a loopback address and the endpoint has no authentication; "
+            'listen on 127.0.0.1 (e.g. "127.0.0.1:9108") and scrape through a reverse proxy'
+        )
     return value
+
+
+def is_loopback(host: str) -> bool:
+    """True if ``host`` (an IP or a name) only ever means this machine."""
+    host = host.strip("[]")
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
 
 
 def split_listen(value: str) -> tuple[str, int]:

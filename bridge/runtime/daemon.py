@@ -17,9 +17,11 @@ work (``docs/readme/instances.md``); the loop, ``READY=1`` and the watchdog go o
 ``STATUS=`` says who leads.
 
 A cycle that raises is logged with its context and retried on the next tick: 1C, the site or the
-database being down never ends ``run``. Only the exception types in ``fatal`` (default
-``ConfigError``: nothing will work until a person edits the config, exit 78) end it, re-raised to
-the CLI. A ``StopRequested`` from ``token.check()`` ends the cycle quietly and then the loop.
+database being down never ends ``run``. A ``StateError`` (e.g. state files the service user cannot
+write) is logged at error once, without a traceback, then at debug while it stays the same. Only
+the exception types in ``fatal`` (default ``ConfigError``: nothing will work until a person edits
+the config, exit 78) end it, re-raised to the CLI. A ``StopRequested`` from ``token.check()``
+ends the cycle quietly and then the loop.
 
 Scheduling uses ``schedule`` with a private ``Scheduler`` (``Daemon.scheduler``, where a nightly job
 can be added). The next poll is ``interval_s`` after the previous cycle ended, so slow cycles never
@@ -40,7 +42,7 @@ from typing import Any
 
 import schedule
 
-from bridge.errors import BridgeError, ConfigError, ContractError, TransientError, describe
+from bridge.errors import BridgeError, ConfigError, ContractError, StateError, TransientError, describe
 from bridge.runtime.logging import bound_contextvars, get_logger
 from bridge.runtime.metrics import CycleStats, Metrics, MetricsServer
 from bridge.runtime.sdnotify import Notifier
@@ -105,6 +107,7 @@ class Daemon:
         self.cycles = 0
         self.failures_in_row = 0
         self.last_stats: CycleStats | None = None
+        self._state_error: str | None = None  # the state database's error last logged (said once)
         self._loop_thread: threading.Thread | None = None
         watchdog = self._notifier.watchdog_interval
         # Ping twice per interval (a quarter of WatchdogSec) so an irregular caller still makes it.
@@ -171,6 +174,7 @@ class Daemon:
             self._metrics.cycle_started()
         self.heartbeat()
         stats: CycleStats | None
+        repeated = False
         with bound_contextvars(cycle=n):
             try:
                 stats = self._cycle(self._token) or CycleStats(started_at=started, finished_at=self._wall())
@@ -183,22 +187,31 @@ class Daemon:
             except Exception as exc:
                 if isinstance(exc, TransientError):  # an outage: expected, no traceback every minute
                     log.warning("cycle failed; retrying on the next tick", **_error_fields(exc))
+                elif isinstance(exc, StateError):  # e.g. files the service user cannot write: the
+                    # message names them and the fix; said once, not every tick until someone acts
+                    repeated = str(exc) == self._state_error
+                    (log.debug if repeated else log.error)(
+                        "cycle failed; retrying on the next tick", **_error_fields(exc)
+                    )
+                    self._state_error = str(exc)
                 elif isinstance(exc, ContractError):  # 1C lost what the mapping names: the error says
                     log.error("cycle failed; retrying on the next tick", **_error_fields(exc))
                 else:
                     log.error("cycle failed; retrying on the next tick", exc_info=True, **_error_fields(exc))
                 stats = CycleStats.failure(started, self._wall(), f"{type(exc).__name__}: {exc}")
+        if stats is not None and stats.ok:
+            self._state_error = None
         self._last_end = self._clock()
         if stats is not None:
             try:
-                self._record(stats, log)
+                self._record(stats, log, quiet=repeated)
             except Exception:  # bookkeeping must not end a daemon that polls fine
                 log.error("recording the cycle's stats failed", exc_info=True)
         if self._token.requested:
             log.info("stop requested; finishing", signal=self._token.signum)
         self.heartbeat()
 
-    def _record(self, stats: CycleStats, log: Any) -> None:
+    def _record(self, stats: CycleStats, log: Any, *, quiet: bool = False) -> None:
         self.last_stats = stats
         self.failures_in_row = 0 if stats.ok else self.failures_in_row + 1
         if self._metrics is not None:
@@ -207,7 +220,7 @@ class Daemon:
         busy = stats.documents_processed or stats.documents_failed or stats.deliveries_sent
         summary = _summary(stats)
         if not stats.ok:
-            log.warning("cycle done with errors", **summary)
+            (log.debug if quiet else log.warning)("cycle done with errors", **summary)
         elif busy or stats.deliveries_failed or stats.quarantined:
             log.info("cycle done", **summary)
         else:  # an idle poll every minute for months: keep journald quiet

@@ -42,6 +42,9 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 _PRIMITIVES = (int, float, bool, type(None))
 # Libraries that chatter at DEBUG about every request or job; keep them at INFO even in debug mode.
 _NOISY = ("urllib3", "schedule", "zeep", "requests")
+# Libraries whose INFO lines say nothing an administrator needs (alembic's "Context impl SQLiteImpl."
+# and "Will assume non-transactional DDL." on every command): warnings and errors only.
+_QUIET = ("alembic",)
 
 
 class _Secrets:
@@ -207,6 +210,8 @@ def _configure_stdlib(level: int, out: Any, tail: list[Processor]) -> None:
     root.setLevel(level)
     for name in _NOISY:
         logging.getLogger(name).setLevel(max(level, logging.INFO))
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
 
 
 def get_logger(**initial: Any) -> Any:

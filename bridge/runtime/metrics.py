@@ -10,12 +10,12 @@ The endpoint only binds a loopback address (127.0.0.0/8, ::1, ``localhost``): an
 authentication; put a reverse proxy in front if another host must scrape it. The server thread only
 reads metric values; it never touches the cycle or systemd's watchdog.
 
-Must not import anything of the bridge but ``bridge.errors``.
+Must not import anything of the bridge but ``bridge.errors`` and ``bridge.runtime.config_rules``
+(``is_loopback``, shared with the config's check of ``http.listen``).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import socket
 import threading
@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from bridge.errors import ConfigError
+from bridge.runtime.config_rules import is_loopback
 
 __all__ = ["CycleStats", "Metrics", "MetricsServer", "is_loopback"]
 
@@ -221,22 +222,6 @@ class Metrics:
     def render(self) -> bytes:
         """The text exposition of every metric."""
         return generate_latest(self.registry)
-
-
-def is_loopback(host: str) -> bool:
-    """True if ``host`` (an IP or a name) only ever means this machine."""
-    host = host.strip("[]")
-    if not host:
-        return False
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError:
-        return False
-    return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
 
 
 class _Server(ThreadingHTTPServer):

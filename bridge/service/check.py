@@ -14,6 +14,7 @@ May import anything of the bridge (service layer).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +66,7 @@ _PREFIXES = dict(
     "InformationRegister_:РегистрСведений AccumulationRegister_:РегистрНакопления "
     "ExchangePlan_:ПланОбмена Enum_:Перечисление".split()
 )
-Kind = Literal["ok", "problem", "unreachable"]
+Kind = Literal["ok", "warning", "problem", "unreachable"]
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,8 @@ class CheckItem:
 
     @property
     def ok(self) -> bool:
-        return self.kind == "ok"
+        """Nothing stops the bridge here (a warning does not: it runs, maybe not as meant)."""
+        return self.kind in ("ok", "warning")
 
     def line(self) -> str:
         return f"{self.area}: {self.text}" + (f" — {self.fix}" if self.fix else "")
@@ -173,6 +175,7 @@ def run_check(
     if config.poll.changes == "soap" or config.onec.soap.wsdl:
         _soap(report, config, password)
     _database(report, config)
+    _go_live(report, config)
     report.items.sort(key=lambda i: AREAS.index(i.area) if i.area in AREAS else len(AREAS))
     return report
 
@@ -185,14 +188,17 @@ def format_report(report: CheckReport) -> str:
         if item.area != area:
             area = item.area
             lines += ["", f"{area}"] if lines else [f"{area}"]
-        mark = "✓" if item.ok else "✗"
+        mark = "!" if item.kind == "warning" else "✓" if item.ok else "✗"
         lines.append(f"  {mark} {item.text}")
         if item.fix:
             lines.append(f"      → {item.fix}")
     failed = [i for i in report.items if not i.ok]
     lines.append("")
+    warned = [i for i in report.items if i.kind == "warning"]
     if not failed:
         lines.append("All checks passed: the bridge can run.")
+        if warned:
+            lines.append(f"Read the {len(warned)} warning(s) marked ! before its first cycle.")
     else:
         what = "unreachable" if report.unreachable and not report.problems else "to fix"
         lines.append(f"{len(failed)} item(s) {what}; the bridge will not start until they are resolved.")
@@ -441,13 +447,38 @@ def _operations(client: Any) -> set[str]:
     return names
 
 
+def _go_live(report: CheckReport, config: Config) -> None:
+    from datetime import UTC, datetime
+
+    from bridge.service.golive import FIX, poll_start_problem
+
+    problem = poll_start_problem(config, datetime.now(UTC))
+    if problem:
+        report.add("Change source", "warning", problem, FIX)
+
+
 def _database(report: CheckReport, config: Config) -> None:
+    from bridge.store import access
     from bridge.store.db import current_revision, head_revision, make_engine
 
     area = "State database"
     url = make_url(config.state.url)
     shown = url.render_as_string(hide_password=True)
     upgrade = "run `loyalty-bridge db upgrade`"
+    denied = access.unwritable(config.state.url)
+    if denied:  # e.g. created by root: the service user could read it, but never write
+        what, fix = access.describe(denied, config.state.url)
+        report.add(area, "problem", f"state database files {what}", fix)
+        return
+    rooted = access.owned_by_root(config.state.url)
+    if rooted and os.geteuid() == 0:  # root writes anything: say what the service user will meet
+        report.add(
+            area,
+            "warning",
+            f"checked as root, and root owns {', '.join(map(str, rooted))}: a service running as "
+            "another user (User=loyalty-bridge) cannot write them",
+            "run check as the service user (README: as_bridge check); it names the chown to run",
+        )
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         if not Path(url.database or "").expanduser().exists():  # connecting would create it empty
             report.add(area, "problem", f"{shown} does not exist yet", upgrade)

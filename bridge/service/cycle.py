@@ -257,7 +257,17 @@ class Cycle:
         result.requests_to_1c = self.gateway.client.requests_made - requests_before
         result.finished_at = self.clock()
         result.duration_s = time.monotonic() - started
-        bound.info(
+        # An idle poll every minute for months must not fill the journal: debug, as the daemon's
+        # own "cycle done" line.
+        busy = (
+            result.documents_processed
+            or result.documents_failed
+            or result.failures
+            or result.writes_to_1c
+            or result.stopped
+            or any(d.sent or d.retried or d.dead for d in result.deliveries.values())
+        )
+        (bound.info if busy else bound.debug)(
             "cycle.done",
             documents=result.documents_processed,
             failed=result.documents_failed,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -291,4 +292,9 @@ def run_demo(keep: Path | None = None, programs_from: Path | None = None) -> Non
     from bridge.runtime.logging import configure_logging
 
     configure_logging("warning", "console")
-    Demo(folder, click.echo, programs_from).run()
+    try:
+        Demo(folder, click.echo, programs_from).run()
+    finally:
+        if keep is None:  # a folder of our own in /tmp: nothing may be left behind
+            shutil.rmtree(folder, ignore_errors=True)
+            click.echo("(the temporary folder is removed; `demo --keep DIR` keeps the state database)")

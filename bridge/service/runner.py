@@ -26,6 +26,7 @@ from bridge.runtime.metrics import CycleStats
 from bridge.runtime.progress import Progress
 from bridge.runtime.signals import StopToken
 from bridge.service.cycle import Cycle, CycleResult
+from bridge.service.golive import poll_start_warning
 from bridge.service.wiring import build_cycle
 from bridge.store import schema as t
 from bridge.store.leader import LeaderLock
@@ -102,6 +103,8 @@ class CycleRunner:
             heartbeat=self._heartbeat,
         )
         self.last: CycleResult | None = None
+        # The regular change source on a fresh state reads from poll.start: say if that is far back.
+        self._golive: Config | None = config if source is None and not history else None
         self.leader = leader
         self.leading = False
         self.recheck_s = recheck_s
@@ -114,6 +117,11 @@ class CycleRunner:
         started = datetime.now(UTC)
         if self.leader is not None and not self._lead():
             return Standby(started_at=started, finished_at=datetime.now(UTC), holder=self.leader.holder())
+        if self._golive is not None:
+            warning = poll_start_warning(self._golive, self.cycle.clock())
+            if warning:
+                log.warning("poll.start is not the go-live moment", problem=warning)
+            self._golive = None
         # A long run (the first one over months of history, a backfill) shows counts and rate in
         # the log every few seconds, and a bar when attached to a terminal.
         with Progress(label=self.progress_label, log=log, report_done=False) as progress:

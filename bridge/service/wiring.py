@@ -27,8 +27,9 @@ from bridge.store.db import make_engine, require_current
 from bridge.store.ledger import LedgerStore
 
 
-def load(config_path: Path | None) -> Config:
-    return load_config(config_path or default_config_path())
+def load(config_path: Path | None, *, secrets: bool = True) -> Config:
+    """The config ``--config`` names; ``secrets=False`` for commands that contact nothing outside."""
+    return load_config(config_path or default_config_path(), secrets=secrets)
 
 
 def lines_net_of_points(config: Config) -> bool:

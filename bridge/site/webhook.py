@@ -26,7 +26,7 @@ import requests
 import structlog
 
 from bridge.errors import ConfigError, FatalHTTPError
-from bridge.net import classify_exception, classify_status, make_session, parse_retry_after
+from bridge.net import classify_exception, classify_status, make_session, parse_retry_after, response_text
 from bridge.site.signing import decode_secret, serialize, signature_header
 
 __all__ = [
@@ -219,7 +219,7 @@ class WebhookSender:
             if 200 <= status < 300:
                 bound.debug("webhook.delivered", status=status)
                 return
-            excerpt = response.text[:500] if response.content else ""
+            excerpt = response_text(response)[:500]
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
         error = classify_status(status, url=self.url, retry_after=retry_after, body=excerpt)
         if error is None:  # 1xx/3xx: the URL points somewhere else; retrying cannot fix it

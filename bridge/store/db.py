@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from bridge.errors import StateError
+from bridge.store import access
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -42,6 +43,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
                 )
         engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
         _sqlite_setup(engine)
+        _sqlite_access(engine, url)
         return engine
     if parsed.get_backend_name() == "postgresql":
         return create_engine(url, echo=echo, pool_pre_ping=True)
@@ -67,6 +69,17 @@ def _sqlite_setup(engine: Engine) -> None:
         # On the driver directly: the same statement without SQLAlchemy's execution machinery
         # (~0.1 ms on every transaction of the ledger's hot path).
         conn.connection.driver_connection.execute("BEGIN IMMEDIATE")
+
+
+def _sqlite_access(engine: Engine, url: str) -> None:
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: Any) -> None:
+        # "attempt to write a readonly database" says nothing of why: files owned by another user
+        # (a `db upgrade` run as root) get one line naming them and the chown that fixes it.
+        if access.is_readonly(context.original_exception):
+            paths = access.unwritable(url)
+            if paths:
+                raise access.access_error(paths, url) from context.original_exception
 
 
 def make_durable(engine: Engine) -> None:

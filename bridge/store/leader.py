@@ -40,6 +40,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from bridge.errors import TransientError
+from bridge.store import access
 
 __all__ = ["KEEPALIVE", "FileLock", "LeaderLock", "NoLock", "PgLock", "acquire", "leader_lock", "lock_key"]
 
@@ -112,7 +113,13 @@ class FileLock:
     def try_acquire(self) -> bool:
         if self._fd is not None:
             return self.holds()
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        except PermissionError as exc:  # state made by another user (root): say which chown fixes it
+            error = access.from_os_error(exc, f"sqlite:///{self.path.with_suffix('')}")
+            if error is None:
+                raise
+            raise error from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

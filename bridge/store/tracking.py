@@ -54,6 +54,11 @@ def get_cursor(conn: Connection, name: str) -> str | None:
     return conn.execute(_CURSOR, {"b_name": name}).scalar()
 
 
+def any_cursor(conn: Connection) -> bool:
+    """Whether a change source ever committed a cursor (False on a fresh state database)."""
+    return conn.execute(select(t.cursors.c.name).limit(1)).first() is not None
+
+
 def set_cursor(conn: Connection, name: str, value: str, now: datetime) -> None:
     statement = _dialect_statements(conn.dialect.name)["cursor"]
     conn.execute(statement, {"name": name, "value": value, "updated_at": now})

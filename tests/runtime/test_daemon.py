@@ -14,7 +14,7 @@ import schedule
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
-from bridge.errors import ConfigError, ContractError, TransientError
+from bridge.errors import ConfigError, ContractError, StateError, TransientError
 from bridge.runtime.daemon import Daemon, run_once, status_line
 from bridge.runtime.metrics import CycleStats, Metrics
 from bridge.runtime.sdnotify import Notifier
@@ -254,3 +254,31 @@ def test_status_line() -> None:
 def test_interval_must_be_positive(token: StopToken) -> None:
     with pytest.raises(ValueError):
         Daemon(lambda t: stats(), interval_s=0, token=token)
+
+
+def test_a_state_error_is_said_once_without_a_traceback_until_it_changes(token: StopToken) -> None:
+    def body(n: int) -> CycleStats:
+        if n <= 3:
+            raise StateError("state database files not writable by user bridge: /var/lib/lb/state.db")
+        if n == 4:
+            raise StateError("state database files not writable by user bridge: /var/lib/lb/state.db.lock")
+        return stats(documents_processed=1)
+
+    cycle, _ = stopping_after(5, token, body)
+    notifier = RecordingNotifier(watchdog_usec=None)
+    with capture_logs(processors=[merge_contextvars]) as logs:
+        assert Daemon(cycle, interval_s=0.01, token=token, notifier=notifier).run() == 0
+    failed = [
+        e for e in logs if e["event"] in ("cycle failed; retrying on the next tick", "cycle done with errors")
+    ]
+    assert [(e["cycle"], e["event"][:11], e["log_level"]) for e in failed] == [
+        (1, "cycle faile", "error"),
+        (1, "cycle done ", "warning"),
+        (2, "cycle faile", "debug"),
+        (2, "cycle done ", "debug"),
+        (3, "cycle faile", "debug"),
+        (3, "cycle done ", "debug"),
+        (4, "cycle faile", "error"),  # another error: said again
+        (4, "cycle done ", "warning"),
+    ]
+    assert not any("exc_info" in e for e in failed)
