@@ -12,7 +12,7 @@ Must not import anything outside bridge.domain.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 
 from bridge.domain import levels
@@ -107,8 +107,15 @@ def apply_return(
     return facts
 
 
-def advance(book: Book, rules: Rules, now: datetime) -> None:
-    """Post what time alone causes up to ``now``: expiries, hold ends, warnings, level term ends."""
+def advance(book: Book, rules: Rules, now: datetime, *, history: bool = False) -> None:
+    """Post what time alone causes up to ``now``: expiries, hold ends, warnings, level term ends,
+    and the tier a rolling volume window lowers.
+
+    ``history`` (the end of a ``backfill``): the moments imported history has already passed are
+    recorded as history, like the documents themselves; expiry warnings are left for the first live
+    tick (``next_due`` makes it due at once), since the points they warn about are still to expire.
+    """
+    book.timed = True  # 1C's figures that time moves (volume, period sum) are written back
     if rules.bonus is not None:
         bonus = rules.bonus
         for lot in sorted(book.lots.values(), key=lambda x: (x.expires_at, x.id)):
@@ -138,6 +145,8 @@ def advance(book: Book, rules: Rules, now: datetime) -> None:
                     )
                 )
             warn_from = plus_days(lot.expires_at, -bonus.expiry_warning_days, now.tzinfo)
+            if history:
+                continue
             if bonus.expiry_warning_days and warn_from <= now < lot.expires_at and lot.remaining > ZERO:
                 book.emit(
                     Event(
@@ -150,13 +159,47 @@ def advance(book: Book, rules: Rules, now: datetime) -> None:
                         when=lot.expires_at,
                     )
                 )
+        if bonus.volume_window_days:
+            _window_tier(book, bonus, now)
     if rules.discount is not None and book.level is not None:
         state, entries = levels.on_term_end(rules.discount, book.level, book.contribution_list(), now)
         _record_levels(book, rules, state, entries, now, "time", emit=True)
 
 
+def _window_tier(book: Book, bonus: BonusRules, now: datetime) -> None:
+    """With ``bonus.volume_window_days`` the volume falls as orders leave the window, and the tier
+    with it (SPEC §2): compare the tier just before the latest departure with the tier now. One
+    event per departure (its key names it); an order closed since, which announced its own tier
+    change, is already counted in both."""
+    window = timedelta(days=bonus.volume_window_days or 0)
+    gone = [(c.closed_at + window, oid) for oid, c in book.contributions.items() if c.amount > ZERO]
+    gone = [(moment, oid) for moment, oid in gone if moment <= now]
+    if not gone:
+        return
+    moment, oid = max(gone)
+    old = tier_for(bonus, book.volume_at(moment - _INSTANT, bonus.volume_window_days)).code
+    new = current_tier_code(book, bonus, now)
+    if old == new:
+        return
+    book.emit(
+        Event(
+            Reason.TIER_CHANGED,
+            book.customer_id,
+            f"tier:{old}>{new}:window:{oid}:{moment.astimezone(UTC).isoformat()}",
+            now,
+            order_id=oid,
+            when=moment,
+            detail={"old_tier": tier_by_code(bonus, old).name, "tier": tier_by_code(bonus, new).name},
+        )
+    )
+
+
+_INSTANT = timedelta(microseconds=1)
+
+
 def next_due(book: Book, rules: Rules, now: datetime) -> datetime | None:
-    """The next moment after ``now`` at which time alone changes this book (None: never)."""
+    """The next moment after ``now`` at which time alone changes this book (None: never); ``now``
+    itself when something is due already (an expiry not yet written off, a warning not yet sent)."""
     moments: list[datetime] = []
     if rules.bonus is not None:
         warning = rules.bonus.expiry_warning_days
@@ -167,9 +210,25 @@ def next_due(book: Book, rules: Rules, now: datetime) -> datetime | None:
             moments += [m for m in (lot.available_at, warn_from, lot.expires_at) if m > now]
             if lot.expires_at <= now:
                 moments.append(now)  # an expiry not yet written off: due at once
+            elif warning and warn_from <= now and not book.was_sent(f"expiring:{lot.id}"):
+                moments.append(now)  # a warning a backfill left for the first live tick
+        if rules.bonus.volume_window_days:
+            moments += _departures(book, rules.bonus.volume_window_days, now)
     if rules.discount is not None and book.level is not None and book.level.valid_until is not None:
         moments.append(book.level.valid_until)
+    if rules.discount is not None:
+        moments += _departures(book, rules.discount.period_days, now)  # the period sum 1C shows falls
     return min(moments, default=None)
+
+
+def _departures(book: Book, days: int, now: datetime) -> list[datetime]:
+    """When the counting orders leave a window of ``days`` (after ``now``)."""
+    window = timedelta(days=days)
+    return [
+        c.closed_at + window
+        for c in book.contributions.values()
+        if c.amount > ZERO and c.closed_at + window > now
+    ]
 
 
 # --- reservation ------------------------------------------------------------------------------------

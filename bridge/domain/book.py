@@ -74,8 +74,13 @@ class Book:
     new_entries: list[Entry] = field(default_factory=list)
     new_events: list[Event] = field(default_factory=list)
     new_history: list[HistoryEntry] = field(default_factory=list)
+    timed: bool = False  # advanced by time in this unit: 1C's time-moved figures are written back
 
     # --- reading ---------------------------------------------------------------------------------
+
+    def was_sent(self, key: str) -> bool:
+        """Whether the event with ``key`` was emitted already (``emit`` keeps it once)."""
+        return stored_key(canonical_key(key)) in self.sent_keys
 
     def reserved_on(self, order_id: str) -> Decimal:
         return sum(self.reserved.get(order_id, {}).values(), ZERO)

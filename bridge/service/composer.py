@@ -54,7 +54,7 @@ class Composer:
     def __call__(self, conn: Connection, book: Book, now: datetime, history: bool) -> None:
         view = customer_view(book, self.rules, now, self.tz)
         events = list(book.new_events)
-        changed = bool(book.new_entries or book.new_history or events)
+        changed = bool(book.new_entries or book.new_history or events or book.timed)
         if self.writeback:
             self._onec(conn, book, view, now, changed, events)
         if history or not events:

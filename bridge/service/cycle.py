@@ -168,6 +168,7 @@ class Cycle:
         self._drift_seen: tuple[str, datetime, list[str]] | None = None  # across cycles
         self.clock = clock
         self.history = history
+        self._imported: set[str] = set()  # the customers a backfill imported history for (per run)
         self.heartbeat = heartbeat or (lambda: None)
         self.progress = progress or (lambda n: None)
         self._quarantined: set[str] = set()  # the quarantined documents, read when a cycle starts
@@ -199,6 +200,7 @@ class Cycle:
             self._quarantined = tracking.quarantined_ids(conn)
         self._settled = set()
         self._card_candidates, self._cards_read = set(), {}
+        self._imported = set()
         self.engine.tick(now, result.held)
         result.failures += result.held
         self._drift, self._write_drift = None, None
@@ -220,6 +222,10 @@ class Cycle:
             # What is queued still goes out (below), and the error is raised after it; the cursors
             # stay where they are, so every document past this point is read again once it is fixed.
             complete = False
+        if self._imported:
+            # What the imported past went through by ``now`` (expiries, hold ends, level terms that
+            # ended) is history too: recorded here, so the first live cycle announces none of it.
+            self.engine.tick(now, result.held, customers=self._imported, history=True)
         committed = False
         if self._hold_cursors and complete and not token.requested:
             bound.warning("cycle.cursors_held", reason="a document failed for a reason that is not its own")
@@ -327,7 +333,9 @@ class Cycle:
             elif change.entity == "return":
                 if change.row is not None:
                     ret = self.gateway.return_doc(change.row)
-                    self.engine.apply_return(ret, now, history=self.history)
+                    applied = self.engine.apply_return(ret, now, history=self.history)
+                    if self.history and applied.customer_id is not None:
+                        self._imported.add(applied.customer_id)
             elif change.entity == "customer":
                 self._customer(change.key, change.row, now)
             elif change.entity == "card":
@@ -403,7 +411,9 @@ class Cycle:
             if contacts is not None:
                 tracking.set_contacts(conn, order.customer_id or "", **contacts)
 
-        self.engine.apply_order(order, now, history=self.history, prepare=prepare)
+        applied = self.engine.apply_order(order, now, history=self.history, prepare=prepare)
+        if self.history and applied.customer_id is not None:
+            self._imported.add(applied.customer_id)
 
     def _known(self, customer_id: str) -> tuple[bool, bool]:
         """Whether the bridge has read the partner from 1C, and whether they have a card (which

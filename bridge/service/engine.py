@@ -9,7 +9,7 @@ in one transaction. The cycle (issue 4) adds the outbox rows to the same transac
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
@@ -177,8 +177,19 @@ class Engine:
 
     # --- time ----------------------------------------------------------------------------------------
 
-    def tick(self, now: datetime, failures: list[str] | None = None) -> list[Applied]:
+    def tick(
+        self,
+        now: datetime,
+        failures: list[str] | None = None,
+        *,
+        customers: Collection[str] | None = None,
+        history: bool = False,
+    ) -> list[Applied]:
         """Post what time alone causes up to ``now`` for every customer it concerns.
+
+        ``customers`` limits it to those; ``history`` (the end of a ``backfill``, for the customers
+        it imported) records it as history: the expiries, hold ends, level term ends and tier drops
+        the imported past already went through are written, not announced (``advance``).
 
         A customer whose rules raise (a broken invariant, see :func:`_rules_of`) is logged
         (``engine.tick_failed``), appended to ``failures`` and left as it was, due again next time;
@@ -186,6 +197,8 @@ class Engine:
         """
         with self.store.transaction() as conn:
             due = self.store.due_customers(conn, now)
+        if customers is not None:
+            due = [c for c in due if c in customers]
         done = []
         for customer in due:
             try:
@@ -193,10 +206,10 @@ class Engine:
                     self.store.lock_customer(conn, customer, now)
                     book = self.store.load_book(conn, customer, history=self._history)
                     with _rules_of(f"customer {customer} (what time alone causes)", customer):
-                        rules_apply.advance(book, self.rules, now)
+                        rules_apply.advance(book, self.rules, now, history=history)
                     events = tuple(book.new_events)
                     entries = len(book.new_entries)
-                    self._finish(conn, book, now, False)
+                    self._finish(conn, book, now, history)
             except DocumentError as exc:
                 log.error("engine.tick_failed", customer=customer, error=str(exc))
                 if failures is not None:

@@ -159,10 +159,10 @@ def test_a_customer_whose_time_rules_refuse_is_reported_not_quarantined(
         broken = w.store.get(ORDERS, first)["Партнер_Key"]  # type: ignore[index]
         real = rules_apply.advance
 
-        def advance(book: Any, rules: Any, now: Any) -> None:
+        def advance(book: Any, rules: Any, now: Any, **kw: Any) -> None:
             if book.customer_id == broken:
                 raise ValueError("reservation exceeds the lots")
-            real(book, rules, now)
+            real(book, rules, now, **kw)
 
         monkeypatch.setattr(rules_apply, "advance", advance)
         result = w.once(at(17, 12))  # the 14-day hold is over

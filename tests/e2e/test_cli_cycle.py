@@ -230,3 +230,40 @@ def _t(text: str):  # type: ignore[no-untyped-def]
     from tests.e2e.cycle_kit import MSK
 
     return datetime.fromisoformat(text).replace(tzinfo=MSK)
+
+
+@pytest.mark.parametrize(
+    ("imported_at", "announced"),
+    [
+        # A year on: every lot has become available and expired, level terms have ended.
+        ("2027-04-01T12:00:00", set()),
+        # Ten days before the first lots expire: they are warned about, once, by the live cycle.
+        ("2027-02-20T12:00:00", {"points_expiring"}),
+    ],
+)
+def test_what_imported_history_went_through_by_now_is_announced_by_nobody(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, imported_at: str, announced: set[str]
+) -> None:
+    """Lots a backfill imports may have become available or expired, and level terms ended,
+    before the bridge ever ran: the backfill records that as history, so the first live cycle
+    sends no «points expired» / «available» / «level recomputed» about the past (it did: the first
+    tick wrote them off and announced them). Points still to expire are warned about."""
+    store = SimStore()
+    load_sample(store)
+    with Gateway() as sms:
+        notify = {"sms": {"url": sms.url, "token_env": "SMS_TOKEN", "sender": "SHOP"}}
+        monkeypatch.setenv("SMS_TOKEN", "tok")
+        for inst in _install(tmp_path, monkeypatch, store, notify=notify):
+            cfg = str(inst.config)
+            cli("db", "upgrade", "--config", cfg)
+            code, _, err = cli("backfill", "--from", "2025-01-01", "--config", cfg, "--now", imported_at)
+            assert code == 0, err
+            assert inst.site.deliveries == [] and sms.received == []
+            for minutes in (5, 10):  # the first live cycles after it
+                later = imported_at.replace("12:00:00", f"12:{minutes:02d}:00")
+                code, _, err = cli("once", "--config", cfg, "--now", later)
+                assert code in (0, 1), err
+            reasons = {r for d in inst.site.effective for r in d.json["data"]["reasons"]}
+            assert reasons == announced
+            texts = [m["text"] for m in sms.received] if announced else []
+            assert sms.received == [] if not announced else len(texts) == len(set(texts)) > 0

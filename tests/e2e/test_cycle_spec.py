@@ -220,3 +220,48 @@ def test_a_promotion_discounts_every_open_order_of_the_customer(tmp_path: Path) 
         assert w.partner_attr(anna, "Уровень клиента") == "Фанат животных"
         line = w.store.get("Document_ЗаказКлиента", waiting)["Товары"][0]  # type: ignore[index]
         assert (line["ПроцентАвтоматическойСкидки"], line["Сумма"]) == (D(5), D("4750.00"))
+
+
+def test_the_period_sum_in_1c_falls_when_an_order_leaves_the_period(tmp_path: Path) -> None:
+    """SPEC §3 "what the customer sees … S for the period": S(t) falls by time alone; the partner's
+    figures in 1C follow on the cycle after an order leaves the period, with no new document."""
+
+    def d(y: int, m: int, day: int, h: int = 12) -> datetime:
+        return datetime(y, m, day, h, tzinfo=MSK)
+
+    with world(tmp_path, start=d(2025, 3, 15), bonus=None, **{"poll.start": "2025-01-01T00:00:00"}) as w:
+        olga = w.op.partner("Морозова Ольга Игоревна")
+        w.op.order(olga, [(BIKE, 1, 3000)], date=d(2025, 3, 15, 10), status="Закрыт")
+        w.once(d(2025, 3, 15, 12))
+        w.op.order(olga, [(BIKE, 1, 2000)], date=d(2025, 6, 1, 10), status="Закрыт")
+        w.once(d(2025, 6, 1, 12))
+        assert w.partner_attr(olga, "Сумма покупок за период") == D(5000)
+        w.once(d(2026, 3, 15, 11))  # the first order is still in the window
+        assert w.partner_attr(olga, "Сумма покупок за период") == D(5000)
+        w.once(d(2026, 3, 15, 13))
+        assert w.partner_attr(olga, "Сумма покупок за период") == D(2000)
+        assert w.partner_attr(olga, "До следующего уровня") == D(8000)
+
+
+def test_a_tier_the_rolling_window_lowers_reaches_1c_and_the_site(tmp_path: Path) -> None:
+    """SPEC §2: with ``bonus.volume_window_days`` the tier moves down as orders leave the window;
+    the partner's tier and volume in 1C and a ``tier_changed`` snapshot follow, once."""
+
+    def d(y: int, m: int, day: int, h: int = 12) -> datetime:
+        return datetime(y, m, day, h, tzinfo=MSK)
+
+    overrides = {"discount": None, "bonus.volume_window_days": 365, "poll.start": "2025-01-01T00:00:00"}
+    with world(tmp_path, start=d(2025, 3, 15), **overrides) as w:
+        ivan = w.op.partner("Иванов Сергей Петрович")
+        w.op.order(ivan, [(SALE, 20, 2000)], date=d(2025, 3, 15, 10), status="Закрыт")
+        w.once(d(2025, 3, 15, 12))
+        assert w.partner_attr(ivan, "Статус бонусной карты") == "Золотой"
+        assert w.site is not None
+        before = len(w.site.effective)
+        w.once(d(2026, 3, 15, 13))
+        w.once(d(2026, 3, 15, 14))
+        assert w.partner_attr(ivan, "Статус бонусной карты") == "Серебряный"
+        assert w.partner_attr(ivan, "Объем покупок") in (None, D(0))
+        sent = [x.json["data"] for x in w.site.effective[before:]]
+        assert [s["reasons"] for s in sent] == [["tier_changed"]]
+        assert sent[0]["bonus"]["tier"]["code"] == "silver" and sent[0]["bonus"]["volume"] == "0.00"

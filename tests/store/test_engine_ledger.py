@@ -194,10 +194,10 @@ def test_a_customer_whose_rules_break_does_not_stop_the_tick_for_others(
         eng.apply_order(order(f"o-{customer}", customer, [line(20000)]), at(2026, 3, 1))
     real = rules_apply.advance
 
-    def advance(book, rules, now):  # type: ignore[no-untyped-def]
+    def advance(book, rules, now, **kw):  # type: ignore[no-untyped-def]
         if book.customer_id == "boris":
             raise ValueError("reservation exceeds the lots")
-        return real(book, rules, now)
+        return real(book, rules, now, **kw)
 
     monkeypatch.setattr(rules_apply, "advance", advance)
     failures: list[str] = []

@@ -1,0 +1,98 @@
+"""What time alone changes through the windows of SPEC §2 (``bonus.volume_window_days``: the tier
+"moves down … with a rolling window") and §3 (the period sum S(t) shown in 1C and on the site):
+the book is due when an order leaves a window, and a tier the window lowers is announced once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal as D
+
+from bridge.domain.apply import advance, apply_order, next_due
+from bridge.domain.book import Book
+from bridge.domain.ledger import Reason
+from bridge.domain.present import customer_view
+from tests.domain.factories import MSK, at, line, order, rules
+
+WINDOW = rules(discount=False, volume_window_days=365)
+
+
+def _tier_events(book: Book) -> list[tuple[str, str]]:
+    return [
+        (e.detail["old_tier"], e.detail["tier"]) for e in book.new_events if e.reason is Reason.TIER_CHANGED
+    ]
+
+
+def test_a_tier_the_rolling_window_lowers_is_noticed_when_the_order_leaves_it() -> None:
+    book = Book("c")
+    apply_order(book, WINDOW, order("o", "c", [line(40000, group="sale")]), at(2025, 3, 1))  # Gold
+    assert customer_view(book, WINDOW, at(2025, 3, 2), MSK).tier.code == "gold"  # type: ignore[union-attr]
+    leaves = at(2025, 3, 1) + timedelta(days=365)
+    assert next_due(book, WINDOW, at(2025, 3, 2)) == leaves  # nothing else is due (no points)
+    book.new_events.clear()
+    advance(book, WINDOW, leaves - timedelta(seconds=1))
+    assert _tier_events(book) == []  # still in the window
+    advance(book, WINDOW, leaves)
+    assert _tier_events(book) == [("Золотой", "Серебряный")]
+    assert customer_view(book, WINDOW, leaves, MSK).volume == D(0)
+    advance(book, WINDOW, leaves + timedelta(hours=1))  # visited again: said once
+    assert len(_tier_events(book)) == 1
+    assert next_due(book, WINDOW, leaves) is None
+
+
+def test_a_departure_that_keeps_the_tier_says_nothing_but_makes_the_book_due() -> None:
+    book = Book("c")
+    apply_order(book, WINDOW, order("a", "c", [line(5000, group="sale")]), at(2025, 1, 10))
+    apply_order(book, WINDOW, order("b", "c", [line(40000, group="sale")]), at(2025, 6, 1))  # Gold
+    first = at(2025, 1, 10) + timedelta(days=365)
+    assert next_due(book, WINDOW, at(2025, 6, 2)) == first
+    book.new_events.clear()
+    advance(book, WINDOW, first)
+    assert _tier_events(book) == [] and book.timed  # 40 000 stay: Gold; 1C's volume is rewritten
+    assert next_due(book, WINDOW, first) == at(2025, 6, 1) + timedelta(days=365)
+
+
+def test_an_order_closed_after_the_departure_counts_in_both_tiers_compared() -> None:
+    """The tick comes late (the bridge was down): an order closed since brought the tier back up
+    and announced that itself; the departure then has nothing to add."""
+    book = Book("c")
+    apply_order(book, WINDOW, order("old", "c", [line(40000, group="sale")]), at(2025, 3, 1))  # Gold
+    leaves = at(2025, 3, 1) + timedelta(days=365)
+    book.new_events.clear()
+    apply_order(book, WINDOW, order("new", "c", [line(35000, group="sale")]), leaves + timedelta(days=2))
+    assert _tier_events(book) == [("Серебряный", "Золотой")]  # the order saw Silver, reached Gold
+    book.new_events.clear()
+    advance(book, WINDOW, leaves + timedelta(days=3))
+    assert _tier_events(book) == []
+
+
+def test_lifetime_volume_makes_no_departures() -> None:
+    lifetime = rules(discount=False)
+    book = Book("c")
+    apply_order(book, lifetime, order("o", "c", [line(40000, group="sale")]), at(2025, 3, 1))
+    assert next_due(book, lifetime, at(2025, 3, 2)) is None
+
+
+def test_orders_leaving_the_discount_period_make_the_book_due_for_the_period_sum() -> None:
+    levels = rules(bonus=False)
+    book = Book("c")
+    apply_order(book, levels, order("a", "c", [line(3000)]), at(2025, 1, 10))
+    apply_order(book, levels, order("b", "c", [line(2000)]), at(2025, 2, 10))
+    assert next_due(book, levels, at(2025, 3, 1)) == at(2025, 1, 10) + timedelta(days=365)
+    advance(book, levels, at(2026, 1, 10))
+    assert customer_view(book, levels, at(2026, 1, 10), MSK).period_sum == D(2000)
+    assert next_due(book, levels, at(2026, 1, 10)) == at(2025, 2, 10) + timedelta(days=365)
+
+
+def test_a_warning_a_history_tick_leaves_is_due_at_once_and_sent_live() -> None:
+    book = Book("c")
+    apply_order(book, rules(discount=False), order("o", "c", [line(20000)]), at(2025, 3, 1))
+    now = at(2026, 2, 20)  # 9 days before the lot expires; the warning window is 14 days
+    r = rules(discount=False, expiry_warning_days=14)
+    advance(book, r, now, history=True)
+    assert [e.reason for e in book.new_events if e.reason is Reason.POINTS_EXPIRING] == []
+    assert next_due(book, r, now) == now
+    advance(book, r, now + timedelta(minutes=5))
+    assert [e.reason for e in book.new_events if e.reason is Reason.POINTS_EXPIRING] == [
+        Reason.POINTS_EXPIRING
+    ]
+    assert next_due(book, r, now + timedelta(minutes=5)) > now + timedelta(minutes=5)  # type: ignore[operator]
