@@ -103,13 +103,21 @@ def _logging(config: Any) -> None:
 
 
 def _summary(result: Any) -> str:
+    """One line: documents, 1C writes, and per channel what went out, what waits for a retry and
+    what was given up on (dead: `outbox` lists them, `outbox retry` re-sends)."""
     deliveries = ", ".join(
-        f"{name} {d.sent} sent" for name, d in result.deliveries.items() if d.sent or d.dead
+        f"{name} {d.sent} sent"
+        + (f", {d.retried} to retry" if d.retried else "")
+        + (f", {d.dead} dead" if d.dead else "")
+        for name, d in result.deliveries.items()
+        if d.sent or d.retried or d.dead
     )
+    dead = any(d.dead for d in result.deliveries.values())
     return (
         f"cycle done: {result.documents_processed} documents applied, {result.documents_failed} failed, "
         f"{result.writes_to_1c} writes to 1C ({result.requests_to_1c} requests)"
         + (f"; {deliveries}" if deliveries else "")
+        + (" (dead messages: see `loyalty-bridge outbox`)" if dead else "")
         + ("; stopped early" if result.stopped else "")
     )
 

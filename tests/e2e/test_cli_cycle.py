@@ -212,7 +212,9 @@ def test_outbox_lists_and_resends_dead_messages(install: Install) -> None:
     cfg = str(install.config)
     cli("db", "upgrade", "--config", cfg)
     install.site.status(410, count=1000)  # the site refuses everything: dead at once
-    cli("once", "--config", cfg, "--now", "2026-03-20T12:00:00")
+    _, said, _ = cli("once", "--config", cfg, "--now", "2026-03-20T12:00:00")
+    dead = len(install.site.deliveries)
+    assert f"webhook 0 sent, {dead} dead (dead messages: see `loyalty-bridge outbox`)" in said, said
     code, out, _ = cli("outbox", "--config", cfg)
     assert code == 0 and "dead" in out
     dead_ids = {d.webhook_id for d in install.site.deliveries}
