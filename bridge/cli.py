@@ -337,6 +337,42 @@ def customer(who: str, config_path: Path | None, now_text: str | None, as_json: 
 
 
 @main.command()
+@click.argument("who", nargs=-1, metavar="[ID-or-card]...")
+@click.option("--all", "everyone", is_flag=True, help="Every customer in the state database.")
+@config_option
+@now_option
+@guarded
+def resync(who: tuple[str, ...], everyone: bool, config_path: Path | None, now_text: str | None) -> None:
+    """Send customers' current state again: a snapshot to the site, the partner's fields to 1C.
+
+    For a site that lost its data, or one set up after the bridge; queued in the outbox, they go
+    out with the next cycle. The snapshots carry no reason (nothing happened) and notify nobody.
+    """
+    from bridge.service.wiring import composed_engine, load
+
+    if bool(who) == everyone:
+        raise click.UsageError("name customers (partner Ref_Key or card number) or pass --all")
+    config = load(config_path, secrets=False)
+    engine = composed_engine(config)
+    if everyone:
+        customers = engine.customer_ids()
+    else:
+        found = {name: engine.resolve_customer(name) for name in who}
+        unknown = [name for name, customer_id in found.items() if customer_id is None]
+        if unknown:
+            fail(
+                [
+                    f"customer {name!r}: no such partner Ref_Key or card number in the state database"
+                    for name in unknown
+                ],
+                EX_DOCS_FAILED,
+            )
+        customers = [customer_id for customer_id in found.values() if customer_id is not None]
+    count = engine.resync(dict.fromkeys(customers), parse_now(now_text, config.tz))
+    click.echo(f"{count} customer(s) queued: the snapshot and 1C's fields go out with the next cycle")
+
+
+@main.command()
 @click.argument("lines", nargs=-1, required=True, metavar="AMOUNT[:GROUP]...")
 @config_option
 @now_option

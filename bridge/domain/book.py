@@ -75,6 +75,7 @@ class Book:
     new_events: list[Event] = field(default_factory=list)
     new_history: list[HistoryEntry] = field(default_factory=list)
     timed: bool = False  # advanced by time in this unit: 1C's time-moved figures are written back
+    resync: bool = False  # send the whole state again (1C and a snapshot) though nothing changed
 
     # --- reading ---------------------------------------------------------------------------------
 

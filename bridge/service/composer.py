@@ -6,7 +6,8 @@ After the rules ran for one document (or one customer's clock), the composer enq
   closed one), and for every other open order of the customer when the level changed;
 * ``onec``/``partner`` — the customer's loyalty state;
 * ``onec``/``card`` — a card created for the customer, to be created in 1C;
-* ``webhook``/``customer.updated`` — the full snapshot with the next ``sequence`` and the reasons;
+* ``webhook``/``customer.updated`` — the full snapshot with the next ``sequence`` and the reasons
+  (none for a resync: the end of a ``backfill``, or ``loyalty-bridge resync``);
 * notifications, through the injected ``notifier`` (SMS / e-mail, each at most once).
 Newer 1C write-backs of the same object supersede undelivered older ones.
 """
@@ -54,11 +55,11 @@ class Composer:
     def __call__(self, conn: Connection, book: Book, now: datetime, history: bool) -> None:
         view = customer_view(book, self.rules, now, self.tz)
         events = list(book.new_events)
-        changed = bool(book.new_entries or book.new_history or events or book.timed)
+        changed = bool(book.new_entries or book.new_history or events or book.timed or book.resync)
         if self.writeback:
             self._onec(conn, book, view, now, changed, events)
-        if history or not events:
-            return
+        if history or not (events or book.resync):
+            return  # a resync's snapshot carries no reason: nothing happened, the site catches up
         if self.webhook:
             sequence = outbox.next_sequence(conn, book.customer_id)
             body = {

@@ -226,6 +226,8 @@ class Cycle:
             # What the imported past went through by ``now`` (expiries, hold ends, level terms that
             # ended) is history too: recorded here, so the first live cycle announces none of it.
             self.engine.tick(now, result.held, customers=self._imported, history=True)
+            # Their history announced nothing: the site gets each one's state once, with no reason.
+            self.engine.resync(sorted(self._imported), now)
         committed = False
         if self._hold_cursors and complete and not token.requested:
             bound.warning("cycle.cursors_held", reason="a document failed for a reason that is not its own")

@@ -9,7 +9,7 @@ in one transaction. The cycle (issue 4) adds the outbox rows to the same transac
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
@@ -217,6 +217,26 @@ class Engine:
                 continue
             done.append(Applied(False, customer, None, events, entries))
         return done
+
+    def resync(self, customers: Iterable[str], now: datetime) -> int:
+        """Send each customer's whole current state again, though nothing changed: the partner's
+        loyalty fields to 1C and a snapshot with no reason to the site (through the hooks, in the
+        outbox like everything else). The end of a ``backfill`` does it for the customers it
+        imported, whose history announced nothing; ``loyalty-bridge resync`` for a site that lost
+        its data. Returns the number of customers."""
+        count = 0
+        for customer in customers:
+            with self.store.transaction() as conn:
+                self.store.lock_customer(conn, customer, now)
+                book = self.store.load_book(conn, customer, history=self._history)
+                book.resync = True
+                self._finish(conn, book, now, False)
+            count += 1
+        return count
+
+    def customer_ids(self) -> list[str]:
+        with self.store.engine.connect() as conn:
+            return sorted(self.store.customer_ids(conn))
 
     # --- reading -------------------------------------------------------------------------------------
 

@@ -162,6 +162,24 @@ def make_gateway(config: Config, mapping: Mapping) -> Gateway:
     )
 
 
+def composed_engine(config: Config, mapping: Mapping | None = None) -> Engine:
+    """The engine with the composer attached: every unit of work queues what 1C, the site and the
+    customer must be told (``build_cycle``; ``resync`` without a 1C client)."""
+    from bridge.onec.mapping import load_mapping
+
+    mapping = mapping if mapping is not None else load_mapping(config.mapping_path)
+    rules = rules_of(config, bool(mapping.orders.lines_net_of_points))
+    composer = Composer(
+        rules,
+        config.tz,
+        webhook=config.site is not None,
+        notifier=make_notifier(config),
+    )
+    engine = build_engine(config, rules)
+    engine.hooks.append(composer)
+    return engine
+
+
 def build_cycle(
     config: Config,
     *,
@@ -175,17 +193,9 @@ def build_cycle(
     from bridge.onec.mapping import load_mapping
 
     mapping = load_mapping(config.mapping_path)
-    rules = rules_of(config, bool(mapping.orders.lines_net_of_points))
     gateway = make_gateway(config, mapping)
     client = gateway.client
-    composer = Composer(
-        rules,
-        config.tz,
-        webhook=config.site is not None,
-        notifier=make_notifier(config),
-    )
-    engine = build_engine(config, rules)
-    engine.hooks.append(composer)
+    engine = composed_engine(config, mapping)
     return Cycle(
         engine=engine,
         gateway=gateway,

@@ -165,9 +165,47 @@ def test_backfill_sends_nothing_about_history_returns_included(
             assert "documents applied" in out and sum(store.effective_writes.values()) > 0
             partner = "f86fb8ad-7731-586e-8ca4-3743ada08a0a"  # the return's customer
             assert inst.op.partner_attribute(partner, "Бонусы всего") == 156  # the return counted
-            assert inst.site.deliveries == [] and sms.received == []
+            # One snapshot per imported customer, with no reason: the site learns the state, and
+            # nothing is announced (no points_reversed, no SMS).
+            assert sms.received == [] and _reasons(inst.site) == [[]] * len(inst.site.effective)
+            snapshots = {d.json["data"]["customer"]["id"]: d.json["data"] for d in inst.site.effective}
+            assert len(snapshots) == len(inst.site.effective) > 0
+            assert snapshots[partner]["bonus"]["total"] == "156"
             cli("once", "--config", cfg, "--now", "2026-03-20T12:05:00")
-            assert inst.site.deliveries == [] and sms.received == []
+            assert sms.received == [] and len(inst.site.effective) == len(snapshots)
+
+
+def _reasons(site: SiteReceiver) -> list[list[str]]:
+    return [d.json["data"]["reasons"] for d in site.effective]
+
+
+def test_resync_sends_the_state_again_to_the_site_and_1c(install: Install) -> None:
+    """A site that lost its data: ``resync --all`` (or named customers, by Ref_Key or card)
+    queues one snapshot each, with no reason, and the partner's fields; the next cycle sends them.
+    An unknown name is exit 1 and queues nothing; naming nobody is a usage error."""
+    cfg = str(install.config)
+    cli("db", "upgrade", "--config", cfg)
+    cli("once", "--config", cfg, "--now", "2026-03-20T12:00:00")
+    before = len(install.site.effective)
+    customers = {d.json["data"]["customer"]["id"] for d in install.site.effective}
+    assert cli("resync", "--config", cfg)[0] == 2
+    code, _, err = cli("resync", "nobody", "--config", cfg)
+    assert code == 1 and "customer 'nobody': no such partner" in err
+    code, out, _ = cli("resync", "--all", "--config", cfg, "--now", "2026-03-20T12:01:00")
+    queued = int(out.split(" ", 1)[0])  # every customer in the state, some never sent before
+    assert code == 0 and queued >= len(customers) and "customer(s) queued" in out
+    cli("once", "--config", cfg, "--now", "2026-03-20T12:02:00")
+    again = install.site.effective[before:]
+    assert {d.json["data"]["customer"]["id"] for d in again} >= customers and len(again) == queued
+    assert all(
+        d.json["data"]["reasons"] == [] for d in again if d.json["data"]["customer"]["id"] in customers
+    )
+    one = sorted(customers)[0]
+    card = next(
+        d.json["data"]["customer"]["card_number"] for d in again if d.json["data"]["customer"]["id"] == one
+    )
+    code, out, _ = cli("resync", card or one, "--config", cfg, "--now", "2026-03-20T12:03:00")
+    assert code == 0 and out.startswith("1 customer(s) queued")
 
 
 def test_once_exits_69_when_the_site_cannot_be_reached(install: Install) -> None:
@@ -260,7 +298,7 @@ def test_what_imported_history_went_through_by_now_is_announced_by_nobody(
             cli("db", "upgrade", "--config", cfg)
             code, _, err = cli("backfill", "--from", "2025-01-01", "--config", cfg, "--now", imported_at)
             assert code == 0, err
-            assert inst.site.deliveries == [] and sms.received == []
+            assert sms.received == [] and _reasons(inst.site) == [[]] * len(inst.site.effective)
             for minutes in (5, 10):  # the first live cycles after it
                 later = imported_at.replace("12:00:00", f"12:{minutes:02d}:00")
                 code, _, err = cli("once", "--config", cfg, "--now", later)
