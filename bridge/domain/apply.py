@@ -168,30 +168,37 @@ def advance(book: Book, rules: Rules, now: datetime, *, history: bool = False) -
 
 def _window_tier(book: Book, bonus: BonusRules, now: datetime) -> None:
     """With ``bonus.volume_window_days`` the volume falls as orders leave the window, and the tier
-    with it (SPEC §2): compare the tier just before the latest departure with the tier now. One
-    event per departure (its key names it); an order closed since, which announced its own tier
-    change, is already counted in both."""
-    window = timedelta(days=bonus.volume_window_days or 0)
-    gone = [(c.closed_at + window, oid) for oid, c in book.contributions.items() if c.amount > ZERO]
-    gone = [(moment, oid) for moment, oid in gone if moment <= now]
-    if not gone:
-        return
-    moment, oid = max(gone)
-    old = tier_for(bonus, book.volume_at(moment - _INSTANT, bonus.volume_window_days)).code
-    new = current_tier_code(book, bonus, now)
-    if old == new:
-        return
-    book.emit(
-        Event(
-            Reason.TIER_CHANGED,
-            book.customer_id,
-            f"tier:{old}>{new}:window:{oid}:{moment.astimezone(UTC).isoformat()}",
-            now,
-            order_id=oid,
-            when=moment,
-            detail={"old_tier": tier_by_code(bonus, old).name, "tier": tier_by_code(bonus, new).name},
-        )
+    with it (SPEC §2). Each departure is judged at its own moment: the tier just before it against
+    the tier at it. The latest departure that changed the tier to the one the customer has now is
+    announced, once (its key names it); one whose drop an order closed since has undone, or that a
+    later departure superseded, is not. Departures older than a window are not looked at."""
+    days = bonus.volume_window_days or 0
+    window = timedelta(days=days)
+    moments = sorted(
+        (c.closed_at + window, oid)
+        for oid, c in book.contributions.items()
+        if c.amount > ZERO and now - window < c.closed_at + window <= now
     )
+    tier_now = current_tier_code(book, bonus, now)
+    for moment, oid in reversed(moments):
+        old = tier_for(bonus, book.volume_at(moment - _INSTANT, days)).code
+        new = tier_for(bonus, book.volume_at(moment, days)).code
+        if old == new:
+            continue
+        if new != tier_now:
+            return  # what this departure did no longer holds (an order since, or a later one said it)
+        book.emit(
+            Event(
+                Reason.TIER_CHANGED,
+                book.customer_id,
+                f"tier:{old}>{new}:window:{oid}:{moment.astimezone(UTC).isoformat()}",
+                now,
+                order_id=oid,
+                when=moment,
+                detail={"old_tier": tier_by_code(bonus, old).name, "tier": tier_by_code(bonus, new).name},
+            )
+        )
+        return
 
 
 _INSTANT = timedelta(microseconds=1)

@@ -300,10 +300,14 @@ class Book:
         return points
 
     def settle_debt(self, now: datetime, cause: str) -> Decimal:
-        """Pay debt off from live lots (new accruals and returned points pay it first)."""
+        """Pay debt off from the points the customer has (new accruals and returned points pay it
+        first): live lots, and an expired lot's points not yet written off — points handed back
+        to a lot that has expired were spent once and are unspent now, so they cover the debt
+        their reversal made before expiry takes them (the result does not depend on which of two
+        cancellations 1C shows first)."""
         if self.debt <= ZERO:
             return ZERO
-        plan = take(spend_order(lot for lot in self.lots.values() if lot.is_live(now)), self.debt)
+        plan = take(spend_order(self.lots.values()), self.debt)
         paid = sum((part for _, part in plan), ZERO)
         if paid > ZERO:
             self.post(

@@ -13,8 +13,9 @@ Per goods line, with ``level`` the customer's level percent and ``manual`` the l
 * ``base = price × quantity`` rounded half-up to kopecks. When the mapping gives no price
   (``price == 0``) the base is rebuilt from 1C's own figures: ``amount + manual + automatic``;
 * automatic amount ``= round_half_up(price × quantity × effective percent / 100) − manual amount``
-  (0 when the automatic percent is 0), capped so the line never goes below zero: the line's whole
-  discount is exactly the effective percent of its gross, rounded once. The percent field is
+  (0 when the level is not above the manual percent), capped so the line never goes below zero:
+  the line's whole discount is exactly the effective percent of its gross, rounded once. The
+  percent field is
   informational; the amount is what the customer gets (a fixed-sum promotion's percent is a
   fraction, and 6.66 % of 15 000 would leave the customer a ruble short of 10 %);
 * the manual amount stays exactly as 1C has it;
@@ -193,7 +194,9 @@ def discount_line(
     # not the cut percent's own amount (a fixed-sum promotion's percent is a fraction: 10 % over
     # 500 off 15 000 is 1 000.00, where 6.66 % would give 999.00).
     whole = to_kopecks(gross * line_percent(level_percent, manual) / _HUNDRED)
-    auto_amt = min(room, max(_ZERO, whole - line.manual_discount_amount)) if auto_pct > _ZERO else _ZERO
+    # Whenever the level is above the promotion, even by less than the percent field's 0.01 %.
+    beyond = level_percent > manual
+    auto_amt = min(room, max(_ZERO, whole - line.manual_discount_amount)) if beyond else _ZERO
     amount = base - line.manual_discount_amount - auto_amt - other
     vat, with_vat = _with_vat(amount, vat_rate, price_includes_vat)
     changed = (

@@ -359,3 +359,11 @@ def test_points_taken_off_the_row_stay_taken_off_under_the_level_discount() -> N
         Decimal(5),
     )
     assert not again.changed and again.amount == planned.amount
+
+
+def test_a_level_above_the_promotion_by_less_than_the_field_precision_still_counts() -> None:
+    # 14 990 off 150 000 is 9.9933 %: the percent field shows 0.00, the amount is still the 10.00
+    # that makes the row's discount exactly 10 %.
+    planned = discount_line(line(price="150000", manual_amt="14990"), D(10))
+    assert (planned.auto_percent, planned.auto_amount) == (D("0.00"), D("10.00"))
+    assert planned.manual_amount + planned.auto_amount == D(15000)

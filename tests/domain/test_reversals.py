@@ -117,3 +117,24 @@ def test_a_request_raised_beyond_what_is_available_is_refused_and_its_points_pay
     view = customer_view(book, R, at(2026, 2, 3), MSK)
     assert book.reserved_on("x") == D(0) and order_view(book, "x").message.startswith("Доступно")
     assert (view.available, view.debt) == (D(500), D(0))
+
+
+def test_points_handed_back_to_an_expired_lot_pay_the_debt_whichever_cancel_comes_first() -> None:
+    """An open order holds 300 of a lot that then expires (100 written off). Both orders are
+    cancelled: the 300 come back unspent, so no debt is left — in either order (before, cancelling
+    the lot's order first left a debt of 300)."""
+    results = []
+    for first, second in (("a", "b"), ("b", "a")):
+        book = Book("c")
+        a = order("a", "c", [line(20000)])
+        apply_order(book, R, a, at(2025, 3, 1))  # 400
+        b = order("b", "c", [line(20000)], redeem=300, status=OrderStatus.OPEN, date=at(2025, 4, 1))
+        apply_order(book, R, b, at(2025, 4, 1))
+        advance(book, R, at(2026, 3, 2))  # 100 written off
+        docs = {"a": a, "b": b}
+        apply_order(book, R, _cancelled(docs[first]), at(2026, 3, 3))
+        apply_order(book, R, _cancelled(docs[second]), at(2026, 3, 4))
+        advance(book, R, at(2026, 3, 5))
+        view = customer_view(book, R, at(2026, 3, 5), MSK)
+        results.append((view.total, view.debt))
+    assert results == [(D(0), D(0)), (D(0), D(0))]

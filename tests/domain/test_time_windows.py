@@ -96,3 +96,45 @@ def test_a_warning_a_history_tick_leaves_is_due_at_once_and_sent_live() -> None:
         Reason.POINTS_EXPIRING
     ]
     assert next_due(book, r, now + timedelta(minutes=5)) > now + timedelta(minutes=5)  # type: ignore[operator]
+
+
+def test_a_departure_judged_at_its_own_moment_adds_nothing_after_a_later_order() -> None:
+    """o1 (Silver on its own) leaves without changing the tier; o2 closes after that and raises the
+    tier itself. The next tick (o2's hold end) must not read o1's departure as Silver → Gold: it is
+    judged at its own moment (it once said silver>gold a second time)."""
+    book = Book("c")
+    apply_order(book, WINDOW, order("o1", "c", [line(20000, group="sale")]), at(2025, 3, 1))
+    leaves = at(2025, 3, 1) + timedelta(days=365)
+    book.new_events.clear()
+    advance(book, WINDOW, leaves)
+    assert _tier_events(book) == []
+    apply_order(book, WINDOW, order("o2", "c", [line(35000, group="sale")]), leaves + timedelta(days=1))
+    assert _tier_events(book) == [("Серебряный", "Золотой")]
+    book.new_events.clear()
+    advance(book, WINDOW, leaves + timedelta(days=15))  # o2's hold end: no departure
+    assert _tier_events(book) == []
+
+
+def test_departures_a_late_tick_finds_are_announced_once() -> None:
+    """Two orders leave while the bridge is down: the first drops Gold → Silver, the second changes
+    nothing. The late tick still announces the drop (it once compared the latest departure only)."""
+    book = Book("c")
+    apply_order(book, WINDOW, order("x1", "c", [line(40000, group="sale")]), at(2025, 3, 1))
+    apply_order(book, WINDOW, order("x2", "c", [line(5000, group="sale")]), at(2025, 3, 2))  # Gold
+    book.new_events.clear()
+    advance(book, WINDOW, at(2026, 3, 5))
+    assert _tier_events(book) == [("Золотой", "Серебряный")]
+    assert customer_view(book, WINDOW, at(2026, 3, 5), MSK).tier.code == "silver"  # type: ignore[union-attr]
+    advance(book, WINDOW, at(2026, 3, 6))
+    assert len(_tier_events(book)) == 1
+
+
+def test_a_drop_an_order_closed_since_undid_is_not_announced() -> None:
+    """The tick comes after an order that undid the drop: the customer never saw it, nothing to say."""
+    book = Book("c")
+    apply_order(book, WINDOW, order("o1", "c", [line(40000, group="sale")]), at(2025, 3, 1))  # Gold
+    leaves = at(2025, 3, 1) + timedelta(days=365)
+    apply_order(book, WINDOW, order("o2", "c", [line(35000, group="sale")]), leaves + timedelta(days=1))
+    book.new_events.clear()
+    advance(book, WINDOW, leaves + timedelta(days=2))
+    assert _tier_events(book) == []

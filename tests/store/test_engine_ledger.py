@@ -256,3 +256,30 @@ def test_customers_due_at_the_same_moment_come_in_id_order(db_engine: Engine) ->
         eng.apply_order(order(f"o-{customer}", customer, [line(20000)]), at(2026, 3, 1))
     with eng.store.transaction() as conn:
         assert eng.store.due_customers(conn, at(2026, 3, 15, 12)) == ["c-1", "c-3", "c-5", "c-9"]
+
+
+def test_the_history_tick_of_a_backfill_visits_every_imported_customer_due_or_not(db_engine: Engine) -> None:
+    """A lot whose hold ended before the import makes nobody due (its moment is past), and an order
+    that left the volume window before it neither: the end-of-backfill tick still records both as
+    history, so no live «points available» / «tier changed» about the past follows months later."""
+    eng = make(db_engine, discount=False, volume_window_days=365)
+    imported = at(2026, 5, 1)
+    eng.apply_order(
+        order("old", "c", [line(40000, group="sale")], date=at(2025, 2, 28)), imported, history=True
+    )
+    eng.apply_order(order("o", "c", [line(20000)], date=at(2026, 3, 1)), imported, history=True)
+    done = eng.tick(imported, customers={"c"}, history=True)
+    assert [(e.reason.value, e.key.split(":")[0]) for a in done for e in a.events] == [
+        ("points_available", "available"),
+        ("tier_changed", "tier"),
+    ]
+    with db_engine.connect() as conn:
+        live = conn.execute(
+            text(
+                "SELECT reason FROM events "
+                "WHERE reason IN ('points_available', 'tier_changed') AND NOT history"
+            )
+        ).fetchall()
+    assert live == []
+    later = [e.reason.value for a in eng.tick(at(2026, 8, 28)) for e in a.events]
+    assert "points_available" not in later and "tier_changed" not in later
