@@ -228,7 +228,9 @@ def parse_json(body: bytes, *, url: str = "") -> Any:
             body=text_excerpt(raw[-200:]),
         ) from exc
     try:
-        return json.loads(text, parse_float=Decimal, parse_int=Decimal)
+        # ``strict=False``: 1C puts raw control characters inside strings (ONEC.md); they are data,
+        # not a broken body (``clean_text`` drops them from what the bridge reads).
+        return json.loads(text, parse_float=Decimal, parse_int=Decimal, strict=False)
     except json.JSONDecodeError as exc:
         if text.lstrip().startswith(("{", "[")):
             raise TransientError(
@@ -316,6 +318,41 @@ def normalize_row(
             continue
         as_string = row.get(f"{key}_Type") == "Edm.String"
         out[key] = normalize_value(value, tz, key=key, as_string=as_string, int64_fields=int64_fields)
+    return out
+
+
+def as_read(body: Mapping[str, Any], read: Mapping[str, Any], raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``body`` with every cell of its tabular sections that the builder left as it was read put
+    back exactly as 1C sent it (``raw``; ``read`` is its :func:`normalize_row`).
+
+    A section is sent whole, so other rows and columns go back too, and normalising is one-way:
+    the empty date (``0001-01-01T00:00:00``) and the empty reference read as ``None``, which would
+    go back as ``null`` (1C has ``null`` only under ``$expand``), and control characters are
+    dropped from text. Rows are matched by ``LineNumber``; new rows and changed cells stay as built.
+    """
+    out = dict(body)
+    for name, rows in body.items():
+        read_rows, raw_rows = read.get(name), raw.get(name)
+        if not (isinstance(rows, list) and isinstance(read_rows, list) and isinstance(raw_rows, list)):
+            continue
+        if len(read_rows) != len(raw_rows):
+            continue
+        pairs = {
+            str(r.get("LineNumber")): (r, w)
+            for r, w in zip(read_rows, raw_rows, strict=True)
+            if isinstance(r, Mapping) and isinstance(w, Mapping)
+        }
+        restored = []
+        for row in rows:
+            pair = pairs.get(str(row.get("LineNumber"))) if isinstance(row, Mapping) else None
+            if pair is None:
+                restored.append(row)
+                continue
+            was, sent = pair
+            restored.append(
+                {k: sent[k] if k in sent and k in was and v is was[k] else v for k, v in row.items()}
+            )
+        out[name] = restored
     return out
 
 

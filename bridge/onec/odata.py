@@ -317,13 +317,20 @@ class ODataClient:
             key: the ``Ref_Key`` GUID.
             select: fields to read (tabular sections by name); all when ``None``.
         """
+        found = self._entity(entity_set, key, select)
+        return found[0] if found is not None else None
+
+    def _entity(
+        self, entity_set: str, key: str, select: Sequence[str] | None
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """``get_entity``'s row and the object 1C sent for it (before normalising)."""
         try:
             payload = self._json("GET", key_path(entity_set, key), query_string(select=select))
         except OneCError as exc:
             if exc.status == 404:
                 return None
             raise
-        return self._row(payload, f"{entity_set}({key})")
+        return self._row(payload, f"{entity_set}({key})"), payload
 
     def query(
         self,
@@ -494,8 +501,12 @@ class ODataClient:
                 continue
             skip = 0
             while True:
-                query = query_string(
-                    select=select, filter=chunk.filter, top=self.page_size, skip=skip or None
+                query = query_string(  # paged by a field that is not the key: a stable order
+                    select=select,
+                    filter=chunk.filter,
+                    top=self.page_size,
+                    skip=skip or None,
+                    orderby=("Ref_Key",),
                 )
                 rows = self._rows(path, query)
                 yield from rows
@@ -571,12 +582,14 @@ class ODataClient:
         """
         fields = ["Ref_Key", "DataVersion", *(f for f in select if f not in ("Ref_Key", "DataVersion"))]
         for round_no in range(1, self.conflict_attempts + 1):
-            current = self.get_entity(entity_set, key, select=fields)
-            if current is None:
+            found = self._entity(entity_set, key, fields)
+            if found is None:
                 raise DocumentError("not found in 1C", document=f"{entity_set}({key})")
+            current, sent = found
             body = build_body(current)
             if not body:
                 return current
+            body = normalize.as_read(body, current, sent)  # what the bridge left alone, as 1C has it
             try:
                 return self.patch(
                     entity_set, key, body, if_match=str(current.get("DataVersion") or "") or None

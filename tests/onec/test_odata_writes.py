@@ -369,3 +369,84 @@ def test_post_action_exhaustion_is_unavailable() -> None:
     responses.post(ANY, status=503)
     with pytest.raises(UnavailableError):
         client().post_action("NotifyChangesReceived", {"MessageNo": "5"})
+
+
+@responses.activate
+def test_cells_a_write_back_leaves_alone_go_back_exactly_as_1c_sent_them() -> None:
+    """A section is sent whole, so every other row and cell goes back too: as 1C sent it, not as
+    the bridge read it. The empty date is ``0001-01-01T00:00:00`` and the empty reference the
+    empty GUID (``null`` only appears under ``$expand``); another program's text keeps its control
+    characters; a number keeps its form. Only the cells the write-back sets change."""
+    other = "9e0c0000-0000-11ee-8000-000c29aabbcc"
+    current = {
+        "Ref_Key": KEY,
+        "DataVersion": "v7",
+        "Товары": [
+            {
+                "Ref_Key": KEY,
+                "LineNumber": "1",
+                "Номенклатура_Key": "11111111-0000-11ee-8000-000c29aabbcc",
+                "ДатаОтгрузки": "0001-01-01T00:00:00",
+                "Склад_Key": "00000000-0000-0000-0000-000000000000",
+                "Комментарий": "упаковать\tотдельно\u0007",
+                "Количество": 2,
+                "Сумма": 1000.5,
+            }
+        ],
+        "ДополнительныеРеквизиты": [
+            {
+                "LineNumber": "1",
+                "Свойство_Key": other,
+                "Значение": "00000000-0000-0000-0000-000000000000",
+                "Значение_Type": "StandardODATA.Catalog_ЗначенияСвойствОбъектов",
+                "ТекстоваяСтрока": "",
+            },
+            {
+                "LineNumber": "2",
+                "Свойство_Key": PROP,
+                "Значение": "0001-01-01T00:00:00",
+                "Значение_Type": "Edm.DateTime",
+                "ТекстоваяСтрока": "",
+            },
+        ],
+    }
+    responses.get(ANY, json=current)
+    responses.patch(ANY, json={"Ref_Key": KEY, "DataVersion": "v8"})
+
+    def build(entity: dict[str, Any]) -> dict[str, Any]:
+        goods = [{k: v for k, v in r.items() if k != "Ref_Key"} for r in entity["Товары"]]
+        goods[0]["Сумма"] = Decimal("900.00")
+        extra = [dict(r) for r in entity["ДополнительныеРеквизиты"]]
+        extra.append(
+            {"LineNumber": "3", "Свойство_Key": PROP, "Значение": "Новое", "Значение_Type": "Edm.String"}
+        )
+        return {"Товары": goods, "ДополнительныеРеквизиты": extra}
+
+    client().patch_with_version(ORDERS, KEY, build, select=["Товары", "ДополнительныеРеквизиты"])
+    sent = json.loads(responses.calls[-1].request.body, parse_float=Decimal)
+    [row] = sent["Товары"]
+    assert row == {
+        "LineNumber": "1",
+        "Номенклатура_Key": "11111111-0000-11ee-8000-000c29aabbcc",
+        "ДатаОтгрузки": "0001-01-01T00:00:00",
+        "Склад_Key": "00000000-0000-0000-0000-000000000000",
+        "Комментарий": "упаковать\tотдельно\u0007",
+        "Количество": 2,
+        "Сумма": Decimal("900.00"),
+    }
+    first, second, third = sent["ДополнительныеРеквизиты"]
+    assert first["Значение"] == "00000000-0000-0000-0000-000000000000"
+    assert second["Значение"] == "0001-01-01T00:00:00" and second["Значение_Type"] == "Edm.DateTime"
+    assert third["Значение"] == "Новое"
+    assert "null" not in responses.calls[-1].request.body.decode()  # type: ignore[union-attr]
+
+
+@responses.activate
+def test_raw_control_characters_in_1c_data_are_read_not_retried_as_a_broken_body() -> None:
+    """ONEC.md: control characters turn up in 1C's data, raw inside JSON strings (not escaped). A
+    strict JSON parser calls that a broken body and the read would fail on every retry."""
+    body = f'{{"Ref_Key": "{KEY}", "DataVersion": "v1", "Description": "Иван\x01ов\x1f"}}'
+    responses.get(ANY, body=body.encode(), content_type=JSON_CT)
+    row = client().get_entity(ORDERS, KEY)
+    assert row is not None and row["Description"] == "Иванов"
+    assert len(responses.calls) == 1
