@@ -281,19 +281,7 @@ def short_reason(exc: BaseException) -> str:
     E.g. ``connection refused``, ``host name not found``, ``connection timed out``, ``no answer
     within the read timeout``, ``connection reset``, or the TLS library's own words.
     """
-    found: list[BaseException] = []
-    seen: set[int] = set()
-    stack: list[Any] = [exc]
-    while stack:
-        item = stack.pop()
-        if not isinstance(item, BaseException) or id(item) in seen:
-            continue
-        seen.add(id(item))
-        found.append(item)
-        if isinstance(item, urllib3.exceptions.MaxRetryError):
-            stack.append(item.reason)
-        stack.extend(a for a in item.args if isinstance(a, BaseException))
-        stack.extend(x for x in (item.__cause__, item.__context__) if x is not None)
+    found = list(_causes(exc))
     checks: list[tuple[Any, Callable[[Any], str]]] = [
         (ConnectionRefusedError, lambda e: "connection refused"),
         (
