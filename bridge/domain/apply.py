@@ -351,7 +351,9 @@ def _settle_purchase(
             target = accrual(bonus, lines, tier_by_code(bonus, facts.earned_tier), spent)
         delta = target - book.accrued.get(order.id, ZERO)
         if delta > ZERO:
-            book.accrue(order.id, delta, lot_dates(bonus, closed_at.astimezone(now.tzinfo)), cause)
+            delta -= book.give_back(order.id, delta, now, cause)  # what a reversal took from other lots
+            if delta > ZERO:
+                book.accrue(order.id, delta, lot_dates(bonus, closed_at.astimezone(now.tzinfo)), cause)
             book.settle_debt(now, cause)
         elif delta < ZERO:
             book.clawback(order.id, -delta, now, cause)

@@ -63,6 +63,9 @@ class Book:
     # current per-order effects, derived from the entries
     accrued: dict[str, Decimal] = field(default_factory=dict)
     reserved: dict[str, dict[str, Decimal]] = field(default_factory=dict)  # order -> lot -> points
+    # order -> other lot -> points its reversals took from the customer's other lots (given back first
+    # when the order earns again: ``give_back``)
+    taken: dict[str, dict[str, Decimal]] = field(default_factory=dict)
     contributions: dict[str, Contribution] = field(default_factory=dict)  # order -> (close, amount)
     orders: dict[str, OrderFacts] = field(default_factory=dict)
     returns: dict[str, dict[str, ReturnDoc]] = field(default_factory=dict)  # order -> return id -> doc
@@ -159,11 +162,13 @@ class Book:
             self.accrued[order_id] = self.accrued.get(order_id, ZERO) + points
         if allocations:
             reserving = order_id is not None and kind in _RESERVATION_KINDS
+            clawing = order_id is not None and kind is EntryKind.CLAWBACK
             for alloc in allocations:
                 self.lots[alloc.lot_id].allocated += alloc.points
-                if reserving:
+                if reserving or (clawing and alloc.lot_id != order_id):
                     assert order_id is not None
-                    per_lot = self.reserved.setdefault(order_id, {})
+                    held = self.reserved if reserving else self.taken
+                    per_lot = held.setdefault(order_id, {})
                     per_lot[alloc.lot_id] = per_lot.get(alloc.lot_id, ZERO) + alloc.points
                     if per_lot[alloc.lot_id] == ZERO:
                         del per_lot[alloc.lot_id]
@@ -248,6 +253,39 @@ class Book:
             )
         )
         return shortfall
+
+    def give_back(self, order_id: str, points: Decimal, now: datetime, cause: str) -> Decimal:
+        """An order earns again (re-closed, a return deleted) what a reversal of it took from the
+        customer's *other* lots: give those lots their points back first, up to ``points`` (a
+        negative clawback), so the ledger equals one where the reversal never happened — the
+        customer's lots as they were, not the order's own lot refilled (which may have expired
+        meanwhile). Returns the points given back; the caller accrues the rest."""
+        per_lot = self.taken.get(order_id, {})
+        plan: list[tuple[str, Decimal]] = []
+        left = points
+        for lot in reversed(
+            spend_order(self.lots[lot_id] for lot_id in per_lot)
+        ):  # the latest to expire first
+            if left <= ZERO:
+                break
+            part = min(left, per_lot[lot.id])
+            plan.append((lot.id, part))
+            left -= part
+        back = points - left
+        if back > ZERO:
+            self.post(
+                Entry(
+                    EntryKind.CLAWBACK,
+                    self.customer_id,
+                    now,
+                    points=back,
+                    order_id=order_id,
+                    lot_id=order_id,
+                    allocations=tuple(Allocation(lot_id, -part) for lot_id, part in plan),
+                    cause=cause,
+                )
+            )
+        return back
 
     def spendable(self, t: datetime) -> list[Lot]:
         """The lots an order at time ``t`` may spend from, the first to expire first: those

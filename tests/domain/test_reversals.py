@@ -22,9 +22,11 @@ def _cancelled(o):  # type: ignore[no-untyped-def]
     return replace(o, status=OrderStatus.CANCELLED, version="v-cancel")
 
 
-def _spend(book: Book, oid: str, points: int, when) -> None:  # type: ignore[no-untyped-def]
-    """An order that spends ``points`` and closes."""
-    o = order(oid, "c", [line(5000, product="x")], redeem=points, status=OrderStatus.OPEN, date=when)
+def _spend(book: Book, oid: str, points: int, when, group: str = "bikes") -> None:  # type: ignore[no-untyped-def]
+    """An order that spends ``points`` and closes (earning nothing itself with ``group="sale"``)."""
+    o = order(
+        oid, "c", [line(5000, product="x", group=group)], redeem=points, status=OrderStatus.OPEN, date=when
+    )
     apply_order(book, R, o, when)
     apply_order(book, R, replace(o, status=OrderStatus.CLOSED, version="v2"), when)
 
@@ -138,3 +140,38 @@ def test_points_handed_back_to_an_expired_lot_pay_the_debt_whichever_cancel_come
         view = customer_view(book, R, at(2026, 3, 5), MSK)
         results.append((view.total, view.debt))
     assert results == [(D(0), D(0)), (D(0), D(0))]
+
+
+def test_an_order_that_earns_again_gives_back_first_what_its_reversal_took_from_other_lots() -> None:
+    """A (400) had 300 spent; C (100) is another lot. Cancelling A takes its 100 left, C's 100 and
+    records 200 of debt; un-cancelling it gives C its 100 back and A the rest (which pays the
+    debt): the customer's lots are as before the cancel, not A refilled at C's expense."""
+    book = Book("c")
+    a = order("a", "c", [line(20000)])
+    apply_order(book, R, a, at(2026, 1, 1))  # 400
+    _spend(book, "sp", 300, at(2026, 1, 20), group="sale")
+    apply_order(book, R, order("cc", "c", [line(5000)]), at(2026, 1, 21))  # 100
+    before = {lot_id: lot.remaining for lot_id, lot in book.lots.items()}
+    apply_order(book, R, _cancelled(a), at(2026, 2, 1))
+    assert customer_view(book, R, at(2026, 2, 1), MSK).debt == D(200) and book.lots["cc"].remaining == 0
+    apply_order(book, R, replace(a, version="v-again"), at(2026, 2, 2))
+    assert {lot_id: lot.remaining for lot_id, lot in book.lots.items()} == before
+    assert (book.debt, order_view(book, "a").points_earned) == (D(0), D(400))
+
+
+def test_reopening_and_re_closing_an_order_whose_points_expired_costs_nothing() -> None:
+    """The same with A's lot expired in between (300 spent, 100 written off): C keeps its 100, the
+    debt is paid, and A's written-off 100 are back where they were."""
+    book = Book("c")
+    a = order("a", "c", [line(20000)])
+    apply_order(book, R, a, at(2025, 3, 1))  # 400
+    _spend(book, "sp", 300, at(2025, 4, 1), group="sale")
+    apply_order(book, R, order("cc", "c", [line(5000)]), at(2026, 2, 1))  # 100, live
+    advance(book, R, at(2026, 3, 2))
+    reopened = replace(a, status=OrderStatus.OPEN, version="v-open")
+    apply_order(book, R, reopened, at(2026, 3, 3))
+    apply_order(book, R, replace(a, version="v-closed"), at(2026, 3, 4))
+    advance(book, R, at(2026, 3, 5))
+    view = customer_view(book, R, at(2026, 3, 5), MSK)
+    assert (view.total, view.debt) == (D(100), D(0))
+    assert (book.lots["cc"].remaining, book.lots["a"].expired) == (D(100), D(100))
