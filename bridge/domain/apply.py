@@ -355,6 +355,8 @@ def _settle_purchase(
             if delta > ZERO:
                 book.accrue(order.id, delta, lot_dates(bonus, closed_at.astimezone(now.tzinfo)), cause)
             book.settle_debt(now, cause)
+            if order.id in book.lots:
+                book.re_expire(book.lots[order.id], now, cause)  # what a reversal un-wrote-off
         elif delta < ZERO:
             book.clawback(order.id, -delta, now, cause)
 

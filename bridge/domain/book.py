@@ -158,6 +158,7 @@ class Book:
             self.lots[lot_id].expired -= points
         elif kind is EntryKind.UNEXPIRE and lot_id is not None:
             self.lots[lot_id].expired -= points
+            self.lots[lot_id].unexpired += points
         if order_id is not None and kind in _ACCRUAL_KINDS:
             self.accrued[order_id] = self.accrued.get(order_id, ZERO) + points
         if allocations:
@@ -286,6 +287,28 @@ class Book:
                 )
             )
         return back
+
+    def re_expire(self, lot: Lot, now: datetime, cause: str) -> Decimal:
+        """The order of an expired lot earns again after a reversal took back part of its
+        write-off (``clawback``): put those points back where they were — written off, and already
+        announced — with a negative ``UNEXPIRE``, instead of a second write-off and a second
+        «expired» message. Returns the points."""
+        points = min(lot.remaining, lot.unexpired)
+        if lot.expires_at > now or points <= ZERO:
+            return ZERO
+        self.post(
+            Entry(
+                EntryKind.UNEXPIRE,
+                self.customer_id,
+                now,
+                points=-points,
+                lot_id=lot.id,
+                order_id=lot.order_id,
+                allocations=(Allocation(lot.id, points),),
+                cause=cause,
+            )
+        )
+        return points
 
     def spendable(self, t: datetime) -> list[Lot]:
         """The lots an order at time ``t`` may spend from, the first to expire first: those

@@ -27,7 +27,7 @@ class EntryKind(StrEnum):
     RESERVE = "reserve"  # −points reserved / spent on an order (FIFO by expiry)
     RELEASE = "release"  # +points of a released reservation back to their original lots
     EXPIRE = "expire"  # −points written off at a lot's expiry
-    UNEXPIRE = "unexpire"  # +points of a write-off undone: the lot's own accrual is being reversed
+    UNEXPIRE = "unexpire"  # ±points of a write-off undone (the lot's accrual reversed) or redone
     DEBT_REPAY = "debt_repay"  # points of a lot paying off debt (net 0)
     VOLUME = "volume"  # ±money of an order's purchase amount (volume and period sum)
 

@@ -34,6 +34,7 @@ class Lot:
     allocated: Decimal = ZERO
     write_offs: int = 0  # EXPIRE entries so far (points given back after expiry are written off again)
     expired: Decimal = ZERO  # points written off at expiry, less those a reversed accrual took back
+    unexpired: Decimal = ZERO  # of those taken back, the ones not yet put back (``Book.re_expire``)
 
     @property
     def remaining(self) -> Decimal:

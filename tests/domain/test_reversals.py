@@ -175,3 +175,7 @@ def test_reopening_and_re_closing_an_order_whose_points_expired_costs_nothing() 
     view = customer_view(book, R, at(2026, 3, 5), MSK)
     assert (view.total, view.debt) == (D(100), D(0))
     assert (book.lots["cc"].remaining, book.lots["a"].expired) == (D(100), D(100))
+    # The 100 went back to being written off as they were: no second write-off, no second message.
+    assert book.lots["a"].write_offs == 1
+    expired = [e for e in book.new_events if e.reason is Reason.POINTS_EXPIRED and e.order_id == "a"]
+    assert len(expired) == 1
