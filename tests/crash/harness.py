@@ -35,7 +35,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sqlalchemy import select
 
 from bridge.crashpoints import POINTS
@@ -43,7 +42,7 @@ from bridge.simulator import SimStore, Simulator, generate, load_reference
 from bridge.simulator.generate import attribute_row, make_line
 from bridge.simulator.operator import CARDS, ORDERS, PARTNERS, Operator
 from bridge.simulator.site import SiteReceiver
-from tests.e2e.cycle_kit import MSK, ROOT, SECRET, config_data
+from tests.e2e.cycle_kit import MSK, ROOT, SECRET, config_data, config_yaml
 
 __all__ = [
     "POINTS",
@@ -249,7 +248,7 @@ def installation(
             **{"state.url": url, "poll.start": "2025-09-01T00:00:00", **(config or {})},
         )
         path = tmp / "config.yaml"
-        path.write_text(yaml.safe_dump(_plain(data), allow_unicode=True), "utf-8")
+        path.write_text(config_yaml(data), "utf-8")
         # A small environment: requests scans all of it for proxy settings on every call.
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")}
         env.update(ONEC_PASSWORD=sim.password, SITE_WEBHOOK_SECRET=SECRET, PYTHONPATH=str(ROOT))
@@ -279,16 +278,6 @@ def _migrated_sqlite() -> Path:
             db.dispose()
             _TEMPLATE.append(path)
         return _TEMPLATE[0]
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, Decimal):
-        return float(value) if value != value.to_integral_value() else int(value)
-    return value
 
 
 class Launcher:

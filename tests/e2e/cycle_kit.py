@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import yaml
+
 from bridge.runtime.config import Config, config_from_data
 from bridge.runtime.signals import StopToken
 from bridge.service.cycle import Cycle, CycleResult
@@ -128,3 +130,18 @@ def world(
         finally:
             if receiver is not None:
                 receiver.stop()
+
+
+def config_yaml(data: Any) -> str:
+    """Config data (``config_data``) as a YAML file's text: Decimals as plain numbers."""
+    return yaml.safe_dump(_plain(data), allow_unicode=True)
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Decimal):
+        return float(value) if value != value.to_integral_value() else int(value)
+    return value

@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from bridge.cli import main
 from bridge.simulator import SimStore, Simulator, build_schema, load_sample
 from bridge.simulator.operator import Operator
 from bridge.simulator.site import SiteReceiver
-from tests.e2e.cycle_kit import SECRET, config_data
+from tests.e2e.cycle_kit import SECRET, config_data, config_yaml
 from tests.e2e.test_cycle_notify import Gateway
 
 
@@ -35,22 +35,10 @@ def _install(
     with Simulator(store) as sim, SiteReceiver(SECRET) as site:
         data = config_data(sim, site, tmp_path / "state.db", **overrides)
         path = tmp_path / "config.yaml"
-        path.write_text(yaml.safe_dump(_plain(data), allow_unicode=True), "utf-8")
+        path.write_text(config_yaml(data), "utf-8")
         monkeypatch.setenv("ONEC_PASSWORD", sim.password)
         monkeypatch.setenv("SITE_WEBHOOK_SECRET", SECRET + "\n")  # a trailing newline is stripped
         yield Install(sim, site, path, Operator(store))
-
-
-def _plain(value: object) -> object:
-    from decimal import Decimal
-
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, Decimal):
-        return float(value) if value != value.to_integral_value() else int(value)
-    return value
 
 
 @pytest.fixture
@@ -144,35 +132,42 @@ def test_cancelled_order_is_reversed_in_1c_and_on_the_site(install: Install) -> 
     assert "points_reversed" in install.site.effective[-1].json["data"]["reasons"]
 
 
-def test_backfill_sends_nothing_about_history_returns_included(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The audit's case: the sample's return ВК-00000001 (2 March) imported by ``backfill`` sent a
-    ``points_reversed`` webhook and an SMS. History, returns included, is announced to nobody; 1C
-    still gets its fields, and the next live cycle has nothing to catch up on."""
+@contextmanager
+def _sample_with_sms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Install, Gateway]]:
+    """The sample installation with an SMS gateway, its state database created."""
     store = SimStore()
     load_sample(store)
     with Gateway() as sms:
         notify = {"sms": {"url": sms.url, "token_env": "SMS_TOKEN", "sender": "SHOP"}}
         monkeypatch.setenv("SMS_TOKEN", "tok")
         for inst in _install(tmp_path, monkeypatch, store, notify=notify):
-            cfg = str(inst.config)
-            cli("db", "upgrade", "--config", cfg)
-            code, out, err = cli(
-                "backfill", "--from", "2025-01-01", "--config", cfg, "--now", "2026-03-20T12:00:00"
-            )
-            assert code == 0, err
-            assert "documents applied" in out and sum(store.effective_writes.values()) > 0
-            partner = "f86fb8ad-7731-586e-8ca4-3743ada08a0a"  # the return's customer
-            assert inst.op.partner_attribute(partner, "Бонусы всего") == 156  # the return counted
-            # One snapshot per imported customer, with no reason: the site learns the state, and
-            # nothing is announced (no points_reversed, no SMS).
-            assert sms.received == [] and _reasons(inst.site) == [[]] * len(inst.site.effective)
-            snapshots = {d.json["data"]["customer"]["id"]: d.json["data"] for d in inst.site.effective}
-            assert len(snapshots) == len(inst.site.effective) > 0
-            assert snapshots[partner]["bonus"]["total"] == "156"
-            cli("once", "--config", cfg, "--now", "2026-03-20T12:05:00")
-            assert sms.received == [] and len(inst.site.effective) == len(snapshots)
+            cli("db", "upgrade", "--config", str(inst.config))
+            yield inst, sms
+
+
+def test_backfill_sends_nothing_about_history_returns_included(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The audit's case: the sample's return ВК-00000001 (2 March) imported by ``backfill`` sent a
+    ``points_reversed`` webhook and an SMS. History, returns included, is announced to nobody; 1C
+    still gets its fields, and the next live cycle has nothing to catch up on."""
+    with _sample_with_sms(tmp_path, monkeypatch) as (inst, sms):
+        cfg = str(inst.config)
+        code, out, err = cli(
+            "backfill", "--from", "2025-01-01", "--config", cfg, "--now", "2026-03-20T12:00:00"
+        )
+        assert code == 0, err
+        assert "documents applied" in out and sum(inst.sim.store.effective_writes.values()) > 0
+        partner = "f86fb8ad-7731-586e-8ca4-3743ada08a0a"  # the return's customer
+        assert inst.op.partner_attribute(partner, "Бонусы всего") == 156  # the return counted
+        # One snapshot per imported customer, with no reason: the site learns the state, and
+        # nothing is announced (no points_reversed, no SMS).
+        assert sms.received == [] and _reasons(inst.site) == [[]] * len(inst.site.effective)
+        snapshots = {d.json["data"]["customer"]["id"]: d.json["data"] for d in inst.site.effective}
+        assert len(snapshots) == len(inst.site.effective) > 0
+        assert snapshots[partner]["bonus"]["total"] == "156"
+        cli("once", "--config", cfg, "--now", "2026-03-20T12:05:00")
+        assert sms.received == [] and len(inst.site.effective) == len(snapshots)
 
 
 def _reasons(site: SiteReceiver) -> list[list[str]]:
@@ -288,22 +283,16 @@ def test_what_imported_history_went_through_by_now_is_announced_by_nobody(
     before the bridge ever ran: the backfill records that as history, so the first live cycle
     sends no «points expired» / «available» / «level recomputed» about the past (it did: the first
     tick wrote them off and announced them). Points still to expire are warned about."""
-    store = SimStore()
-    load_sample(store)
-    with Gateway() as sms:
-        notify = {"sms": {"url": sms.url, "token_env": "SMS_TOKEN", "sender": "SHOP"}}
-        monkeypatch.setenv("SMS_TOKEN", "tok")
-        for inst in _install(tmp_path, monkeypatch, store, notify=notify):
-            cfg = str(inst.config)
-            cli("db", "upgrade", "--config", cfg)
-            code, _, err = cli("backfill", "--from", "2025-01-01", "--config", cfg, "--now", imported_at)
-            assert code == 0, err
-            assert sms.received == [] and _reasons(inst.site) == [[]] * len(inst.site.effective)
-            for minutes in (5, 10):  # the first live cycles after it
-                later = imported_at.replace("12:00:00", f"12:{minutes:02d}:00")
-                code, _, err = cli("once", "--config", cfg, "--now", later)
-                assert code in (0, 1), err
-            reasons = {r for d in inst.site.effective for r in d.json["data"]["reasons"]}
-            assert reasons == announced
-            texts = [m["text"] for m in sms.received] if announced else []
-            assert sms.received == [] if not announced else len(texts) == len(set(texts)) > 0
+    with _sample_with_sms(tmp_path, monkeypatch) as (inst, sms):
+        cfg = str(inst.config)
+        code, _, err = cli("backfill", "--from", "2025-01-01", "--config", cfg, "--now", imported_at)
+        assert code == 0, err
+        assert sms.received == [] and _reasons(inst.site) == [[]] * len(inst.site.effective)
+        for minutes in (5, 10):  # the first live cycles after it
+            later = imported_at.replace("12:00:00", f"12:{minutes:02d}:00")
+            code, _, err = cli("once", "--config", cfg, "--now", later)
+            assert code in (0, 1), err
+        reasons = {r for d in inst.site.effective for r in d.json["data"]["reasons"]}
+        assert reasons == announced
+        texts = [m["text"] for m in sms.received] if announced else []
+        assert sms.received == [] if not announced else len(texts) == len(set(texts)) > 0

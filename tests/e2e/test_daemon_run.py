@@ -19,13 +19,11 @@ import urllib.request
 from datetime import datetime
 from pathlib import Path
 
-import yaml
 from sqlalchemy import create_engine, text
 
 from bridge.simulator import SimStore, Simulator, generate, load_reference
 from bridge.simulator.site import SiteReceiver
-from tests.e2e.cycle_kit import SECRET, config_data
-from tests.e2e.test_cli_cycle import _plain
+from tests.e2e.cycle_kit import SECRET, config_data, config_yaml
 
 UNPROCESSED = (
     "select count(*) from orders o where not exists (select 1 from processed p where p.doc_id = o.id)"
@@ -68,7 +66,7 @@ def test_sigterm_mid_cycle_finishes_the_document_in_hand_and_exits_0(tmp_path: P
         data["http"] = {"listen": f"127.0.0.1:{port}"}
         data["log"] = {"level": "info", "format": "json"}
         cfg = tmp_path / "config.yaml"
-        cfg.write_text(yaml.safe_dump(_plain(data), allow_unicode=True), "utf-8")
+        cfg.write_text(config_yaml(data), "utf-8")
         env = {**os.environ, "ONEC_PASSWORD": sim.password, "SITE_WEBHOOK_SECRET": SECRET}
         subprocess.run(
             [sys.executable, "-m", "bridge", "db", "upgrade", "--config", str(cfg)], env=env, check=True

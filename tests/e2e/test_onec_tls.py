@@ -9,12 +9,10 @@ import ssl
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from bridge.cli import main
@@ -24,7 +22,7 @@ from bridge.service.onec_clients import soap_client
 from bridge.simulator import SimStore, Simulator, load_sample
 from bridge.simulator.site import SiteReceiver
 from bridge.simulator.soap import mount
-from tests.e2e.cycle_kit import SECRET, config_data
+from tests.e2e.cycle_kit import SECRET, config_data, config_yaml
 
 # Turning the check off is what these tests are about: urllib3's warning about it is expected.
 pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
@@ -39,7 +37,7 @@ class Install:
     def write(self, **onec: Any) -> str:
         """The config file with these ``onec`` keys set; its path."""
         self.data["onec"].update(onec)
-        self.config.write_text(yaml.safe_dump(_plain(self.data), allow_unicode=True), "utf-8")
+        self.config.write_text(config_yaml(self.data), "utf-8")
         return str(self.config)
 
 
@@ -75,16 +73,6 @@ def install(
         monkeypatch.setenv("ONEC_PASSWORD", sim.password)
         monkeypatch.setenv("SITE_WEBHOOK_SECRET", SECRET)
         yield Install(sim, tmp_path / "config.yaml", data)
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, Decimal):
-        return float(value) if value != value.to_integral_value() else int(value)
-    return value
 
 
 def cli(*args: str) -> tuple[int, str, str]:

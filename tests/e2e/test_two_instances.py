@@ -19,12 +19,10 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from sqlalchemy import Engine, func, select
 
 from bridge.runtime.config import config_from_data
@@ -37,7 +35,7 @@ from bridge.store import schema as t
 from bridge.store.db import make_engine, upgrade
 from bridge.store.leader import PgLock
 from bridge.store.outbox import PENDING
-from tests.e2e.cycle_kit import MSK, SECRET, config_data
+from tests.e2e.cycle_kit import MSK, SECRET, config_data, config_yaml
 
 ORDERS = "Document_ЗаказКлиента"
 PARTNERS = "Catalog_Партнеры"
@@ -97,16 +95,6 @@ def _command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "bridge.cli"]
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    return value
-
-
 def _local_now() -> datetime:
     return datetime.now(MSK).replace(tzinfo=None, microsecond=0)
 
@@ -139,7 +127,7 @@ def install(pg_url: str, tmp_path: Path) -> Iterator[Install]:
         data["onec"]["write_workers"] = SENDERS
         data["site"]["webhook_workers"] = SENDERS
         config = tmp_path / "config.yaml"
-        config.write_text(yaml.safe_dump(_plain(data), allow_unicode=True), "utf-8")
+        config.write_text(config_yaml(data), "utf-8")
         env = {**os.environ, "ONEC_PASSWORD": sim.password, "SITE_WEBHOOK_SECRET": SECRET}
         db = make_engine(pg_url)
         upgrade(db)
@@ -355,7 +343,7 @@ def test_once_waits_for_a_running_instance_then_exits_69(tmp_path: Path) -> None
     with Simulator(store) as sim:
         data = config_data(sim, None, tmp_path / "state.db")
         config = tmp_path / "config.yaml"
-        config.write_text(yaml.safe_dump(_plain(data), allow_unicode=True), "utf-8")
+        config.write_text(config_yaml(data), "utf-8")
         upgrade(make_engine(data["state"]["url"]))
         env = {"ONEC_PASSWORD": sim.password}
         running = leader_lock(data["state"]["url"])  # the daemon, as far as `once` can tell
