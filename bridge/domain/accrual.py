@@ -111,7 +111,11 @@ class BasketQuote:
 
     @property
     def up_to(self) -> Decimal:
-        return max((q.points for q in self.by_tier), default=ZERO)
+        """The top tier's figure (SPEC "Guests"); the tiers ascend by threshold, so it is the last.
+
+        Not the largest figure: a ladder whose top tier earns a lower rate shows what that tier earns.
+        """
+        return self.by_tier[-1].points if self.by_tier else ZERO
 
 
 def quote(

@@ -320,3 +320,13 @@ def test_a_basket_is_quoted_per_tier_and_a_guest_sees_the_top_tiers_figure() -> 
     assert (q.customer_tier, q.customer_points) == (TIERS[1], D(820))
     guest = quote(R.bonus, basket)
     assert (guest.customer_tier, guest.customer_points, guest.up_to) == (None, None, D(1914))
+
+
+def test_a_guest_sees_the_top_tiers_figure_even_when_a_lower_tier_earns_more() -> None:
+    # The config does not forbid a top tier with a lower rate; SPEC shows a guest the top tier's
+    # figure, not the largest one: 5 000 at VIP 1 % is 50, though Platinum's 5 % would be 250.
+    assert R.bonus is not None
+    ladder = (*TIERS[:-1], replace(TIERS[-1], rate=D("0.01")))
+    q = quote(replace(R.bonus, tiers=ladder), [line(5000, group="bikes", product="p-bike")])
+    assert [t.points for t in q.by_tier] == [D(100), D(150), D(250), D(50)]
+    assert q.up_to == D(50)
