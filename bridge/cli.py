@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import click
 
-from bridge.errors import BridgeError, ConfigError, StateError, TransientError
+from bridge.errors import BridgeError, ConfigError, StateError, StateNotMigrated, TransientError
 
 EX_OK, EX_DOCS_FAILED, EX_USAGE, EX_UNAVAILABLE, EX_CONFIG = 0, 1, 2, 69, 78
 F = TypeVar("F", bound=Callable[..., Any])
@@ -42,7 +42,7 @@ def guarded(func: F) -> F:
         except ConfigError as exc:
             fail([f"config: {p}" for p in exc.problems], EX_CONFIG)
         except StateError as exc:
-            code = EX_CONFIG if "db upgrade" in exc.message else EX_UNAVAILABLE
+            code = EX_CONFIG if isinstance(exc, StateNotMigrated) else EX_UNAVAILABLE
             fail(f"state: {exc.message}", code)
         except TransientError as exc:
             fail(f"unavailable: {exc.message}", EX_UNAVAILABLE)

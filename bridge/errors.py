@@ -94,6 +94,10 @@ class StateError(BridgeError):
     """The state database is unusable (cannot open, not migrated) or inconsistent."""
 
 
+class StateNotMigrated(StateError):
+    """The state database is not at the schema this bridge needs: `db upgrade` fixes it (exit 78)."""
+
+
 def describe(fields: Mapping[str, Any]) -> str:
     """Render an error's fields as ``k=v`` pairs for a one-line report (secrets never put here)."""
     return " ".join(f"{k}={v}" for k, v in fields.items() if v not in (None, ""))

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
-from bridge.errors import StateError
+from bridge.errors import StateError, StateNotMigrated
 from bridge.store import access
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -143,7 +143,7 @@ def require_current(engine: Engine) -> None:
     """Refuse to work on a database that was not created or migrated by ``db upgrade``."""
     current = current_revision(engine)
     if current != head_revision():
-        raise StateError(
+        raise StateNotMigrated(
             f"state database is at revision {current or 'none'}, the bridge needs {head_revision()}: "
             f"run `loyalty-bridge db upgrade`",
             url=engine.url.render_as_string(hide_password=True),
