@@ -45,6 +45,8 @@ from bridge.runtime.config_rules import Days, EnvName, HttpUrl, Seconds, Section
 
 class StateConfig(Section):
     url: Annotated[str, AfterValidator(rules.state_url)]
+    # Delivered (and superseded) outbox messages are deleted this many days after; null keeps them.
+    keep_sent_days: Days | None = 90
 
     @property
     def sqlalchemy_url(self) -> URL:

@@ -6,7 +6,9 @@
                   document that fails is quarantined with its reason and the cycle carries on;
     3. cursors:   commit the source's cursors (after the documents they cover), then acknowledge
                   the source (exchange plan / SOAP) — only after the local commit;
-    4. delivery:  the outbox — write-backs to 1C, webhooks to the site, SMS, e-mail.
+    4. delivery:  the outbox — write-backs to 1C, webhooks to the site, SMS, e-mail;
+    5. pruning:   at most once a day, delete the outbox messages delivered (or superseded) more
+                  than ``state.keep_sent_days`` ago, in batches (``outbox.prune_batch``).
 
 A stop request (SIGTERM) is honoured between documents and between deliveries: the document in
 hand is finished, the cursors of a cut-short read are not advanced (the next run re-reads, and
@@ -33,7 +35,7 @@ from bridge.service.check import metadata_drift
 from bridge.service.delivery import Bookkeeping, DeliveryStats, deliver_channel
 from bridge.service.engine import Engine
 from bridge.service.gateway import Gateway
-from bridge.store import tracking
+from bridge.store import outbox, tracking
 from bridge.store.db import make_durable
 from bridge.store.outbox import OutboxMessage
 
@@ -91,6 +93,7 @@ class CycleResult:
     stopped: bool = False
     duration_s: float = 0.0
     by_entity: dict[str, int] = field(default_factory=dict)
+    pruned: int = 0  # finished outbox messages deleted (``state.keep_sent_days``)
 
 
 class StoreState:
@@ -154,8 +157,11 @@ class Cycle:
         heartbeat: Callable[[], None] | None = None,
         progress: Callable[[int], None] | None = None,
         write_workers: int = 1,
+        keep_sent_days: int | None = None,
     ) -> None:
         self.engine = engine
+        self.keep_sent_days = keep_sent_days
+        self._pruned_at: datetime | None = None  # the last complete pruning (once a day)
         self.gateway = gateway
         self.source = source
         self.state = StoreState(engine, track_days)
@@ -260,6 +266,7 @@ class Cycle:
                 prepare=channel.prepare,
             )
             self.heartbeat()
+        result.pruned = self._prune(now, token)
         result.writes_to_1c = self._writes
         self._writes = 0
         result.requests_to_1c = self.gateway.client.requests_made - requests_before
@@ -288,6 +295,32 @@ class Cycle:
         if drifted is not None:
             raise drifted
         return result
+
+    PRUNE_BATCH = 2000
+
+    def _prune(self, now: datetime, token: StopToken) -> int:
+        """Delete finished outbox messages older than ``keep_sent_days``: at the first cycle of a
+        process, then once a day; in batches, each its own transaction, between which a stop
+        request is honoured (what is left goes with the next day's)."""
+        if self.keep_sent_days is None or token.requested:
+            return 0
+        if self._pruned_at is not None and now - self._pruned_at < timedelta(days=1):
+            return 0
+        before = now - timedelta(days=self.keep_sent_days)
+        deleted = 0
+        while True:
+            with self.engine.store.transaction() as conn:
+                n = outbox.prune_batch(conn, before, self.PRUNE_BATCH)
+            deleted += n
+            self.heartbeat()
+            if n < self.PRUNE_BATCH:
+                self._pruned_at = now
+                break
+            if token.requested:
+                break
+        if deleted:
+            log.info("outbox.pruned", deleted=deleted, sent_before=before.isoformat())
+        return deleted
 
     def _diagnose(
         self, exc: BridgeError, *, hint: str = DRIFT_HINT, quote: bool = True

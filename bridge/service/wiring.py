@@ -207,6 +207,7 @@ def build_cycle(
         heartbeat=heartbeat,
         progress=progress,
         write_workers=config.onec.write_workers,
+        keep_sent_days=config.state.keep_sent_days,
     )
 
 

@@ -315,6 +315,20 @@ def retry(conn: Connection, now: datetime, message_id: str | None = None, *, all
     return int(result.rowcount or 0)
 
 
+def prune_batch(conn: Connection, before: datetime, limit: int = 2000) -> int:
+    """Delete up to ``limit`` finished messages older than ``before``; returns how many.
+
+    Finished: ``sent`` before ``before``, or ``superseded`` (never sent) and queued before it.
+    Pending and dead messages are never deleted. Nothing depends on a finished row: a webhook's
+    ``sequence`` lives on the customer, and a notification is held to once by the ledger's events
+    (``Book.emit``), which are kept; ``dedup_key`` only guards the insert of a message being made.
+    """
+    o = t.outbox.c
+    old = ((o.status == SENT) & (o.sent_at < before)) | ((o.status == SUPERSEDED) & (o.created_at < before))
+    ids = select(o.id).where(old).order_by(o.id).limit(limit).scalar_subquery()
+    return int(conn.execute(t.outbox.delete().where(o.id.in_(ids))).rowcount or 0)
+
+
 def listing(
     conn: Connection, statuses: tuple[str, ...] = (PENDING, DEAD), limit: int = 1000
 ) -> list[OutboxMessage]:

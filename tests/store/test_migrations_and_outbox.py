@@ -116,3 +116,54 @@ def test_retry_of_dead_messages_keeps_their_id(db_engine: Engine) -> None:
         assert outbox.retry(conn, at(2026, 3, 2), all_dead=True) == 1
         after = outbox.listing(conn)[0]
     assert after.message_id == before.message_id and after.status == outbox.PENDING
+
+
+def test_prune_deletes_only_finished_messages_older_than_the_cutoff(db_engine: Engine) -> None:
+    from sqlalchemy import select, update
+
+    from bridge.store import schema as t
+
+    store = LedgerStore(db_engine)
+    cutoff = at(2026, 6, 1)
+    with store.transaction() as conn:
+        ids = {name: _enqueue(conn, name, 0) for name in ("old_sent", "new_sent", "pending", "dead")}
+        ids["superseded"] = _enqueue(conn, "superseded", 0)
+        ids["new_superseded"] = outbox.enqueue(
+            conn,
+            channel="onec",
+            kind="partner",
+            customer_id="new_superseded",
+            payload={},
+            now=cutoff + timedelta(hours=1),
+        )
+
+        def set_row(name: str, **values: object) -> None:
+            conn.execute(update(t.outbox).where(t.outbox.c.id == ids[name]).values(**values))
+
+        set_row("old_sent", status=outbox.SENT, sent_at=cutoff - timedelta(seconds=1))
+        set_row("new_sent", status=outbox.SENT, sent_at=cutoff)  # not older than the cutoff
+        set_row("dead", status=outbox.DEAD)  # queued long before: a dead message is never pruned
+        set_row("superseded", status=outbox.SUPERSEDED)
+        set_row("new_superseded", status=outbox.SUPERSEDED)
+    with store.transaction() as conn:
+        assert outbox.prune_batch(conn, cutoff) == 2
+    with store.transaction() as conn:
+        assert outbox.prune_batch(conn, cutoff) == 0
+        left = set(conn.execute(select(t.outbox.c.customer_id)).scalars())
+    assert left == {"new_sent", "pending", "dead", "new_superseded"}
+
+
+def test_prune_takes_at_most_a_batch_oldest_first(db_engine: Engine) -> None:
+    from sqlalchemy import select, update
+
+    from bridge.store import schema as t
+
+    store = LedgerStore(db_engine)
+    with store.transaction() as conn:
+        for n in range(7):
+            _enqueue(conn, f"c{n}", n)
+        conn.execute(update(t.outbox).values(status=outbox.SENT, sent_at=at(2026, 3, 2)))
+    with store.transaction() as conn:
+        assert outbox.prune_batch(conn, at(2026, 4, 1), limit=5) == 5
+        assert list(conn.execute(select(t.outbox.c.customer_id).order_by(t.outbox.c.id)).scalars()) == ["c5", "c6"]
+        assert outbox.prune_batch(conn, at(2026, 4, 1), limit=5) == 2
