@@ -245,7 +245,14 @@ def installation(
             sim,
             site,
             tmp / "state.db",
-            **{"state.url": url, "poll.start": "2025-09-01T00:00:00", **(config or {})},
+            # The audit matches every webhook the site received with its outbox row, so the rows
+            # are kept: the script's last step is a year on, where pruning would delete them.
+            **{
+                "state.url": url,
+                "poll.start": "2025-09-01T00:00:00",
+                "state.keep_sent_days": None,
+                **(config or {}),
+            },
         )
         path = tmp / "config.yaml"
         path.write_text(config_yaml(data), "utf-8")
