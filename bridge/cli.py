@@ -118,6 +118,7 @@ def _summary(result: Any) -> str:
         f"{result.writes_to_1c} writes to 1C ({result.requests_to_1c} requests)"
         + (f"; {deliveries}" if deliveries else "")
         + (" (dead messages: see `loyalty-bridge outbox`)" if dead else "")
+        + (f"; {result.pruned} old delivered messages pruned" if result.pruned else "")
         + ("; stopped early" if result.stopped else "")
     )
 

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from bridge.cli import main
 from bridge.simulator import SimStore, Simulator, build_schema, load_sample
 from bridge.simulator.operator import Operator
 from bridge.simulator.site import SiteReceiver
-from tests.e2e.cycle_kit import SECRET, config_data, config_yaml
+from tests.e2e.cycle_kit import MSK, SECRET, config_data, config_yaml
 from tests.e2e.test_cycle_notify import Gateway
 
 
@@ -296,3 +297,26 @@ def test_what_imported_history_went_through_by_now_is_announced_by_nobody(
         assert reasons == announced
         texts = [m["text"] for m in sms.received] if announced else []
         assert sms.received == [] if not announced else len(texts) == len(set(texts)) > 0
+
+
+def test_once_prunes_messages_delivered_longer_ago_than_keep_sent_days_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SimStore()
+    load_sample(store)
+    with contextmanager(_install)(tmp_path, monkeypatch, store, **{"state.keep_sent_days": 7}) as inst:
+        cfg = str(inst.config)
+        assert cli("db", "upgrade", "--config", cfg)[0] == 0
+        code, out, err = cli("once", "--config", cfg, "--now", "2026-03-20T12:00:00")
+        assert code in (0, 1) and "pruned" not in out, out + err
+        who = inst.op.partner("Новикова Ольга")
+        when = datetime(2026, 3, 28, 10, tzinfo=MSK)
+        inst.op.order(
+            who, [("Велосипед городской Forward Dortmund 28 2.0", 1, 20000)], date=when, status="Закрыт"
+        )
+        code, out, err = cli("once", "--config", cfg, "--now", "2026-03-28T12:00:00")
+        assert code in (0, 1), out + err
+        assert "webhook 1 sent" in out and "old delivered messages pruned" in out, out
+        code, out, _ = cli("outbox", "--all", "--json", "--config", cfg)
+        listed = json.loads(out)
+        assert listed and all(m["created_at"] >= "2026-03-21" for m in listed), listed

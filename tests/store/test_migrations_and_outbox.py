@@ -165,5 +165,8 @@ def test_prune_takes_at_most_a_batch_oldest_first(db_engine: Engine) -> None:
         conn.execute(update(t.outbox).values(status=outbox.SENT, sent_at=at(2026, 3, 2)))
     with store.transaction() as conn:
         assert outbox.prune_batch(conn, at(2026, 4, 1), limit=5) == 5
-        assert list(conn.execute(select(t.outbox.c.customer_id).order_by(t.outbox.c.id)).scalars()) == ["c5", "c6"]
+        assert list(conn.execute(select(t.outbox.c.customer_id).order_by(t.outbox.c.id)).scalars()) == [
+            "c5",
+            "c6",
+        ]
         assert outbox.prune_batch(conn, at(2026, 4, 1), limit=5) == 2
