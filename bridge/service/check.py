@@ -230,12 +230,11 @@ def _metadata(report: CheckReport, client: ODataClient, config: Config) -> Metad
     try:
         metadata = parse_metadata(client.metadata())
     except TransientError as exc:
-        report.add(
-            "1C connection",
-            "unreachable",
-            f"cannot reach 1C at {url}: {exc}",
-            "check that the 1C server and its web server are running and onec.odata_url is right",
-        )
+        # The client's message already says what to check when 1C did not answer at all (or its
+        # certificate was refused): the fix line is added only for other failures (a timeout, 503).
+        said = "check onec." in str(exc) or "verify_tls" in str(exc)
+        fix = "check that the 1C server and its web server are running and onec.odata_url is right"
+        report.add("1C connection", "unreachable", f"{url}: {exc}", "" if said else fix)
         return None
     except (FatalHTTPError, OneCError) as exc:
         status = getattr(exc, "status", None)

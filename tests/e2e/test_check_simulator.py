@@ -127,6 +127,9 @@ def test_unreachable_1c_is_told_apart(tmp_path: Path) -> None:
     report = run_check(cfg)
     assert report.unreachable and report.problems == [] and report.exit_code == 69
     assert any("cannot reach 1C" in line for line in failed(report))
+    # Said once: the client's message names what to check, so no second "check that…" line.
+    [item] = [i for i in report.items if i.area == "1C connection"]
+    assert item.text.count("cannot reach 1C") == 1 and "check onec.odata_url" in item.text and not item.fix
     assert any(i.area == "State database" and i.ok for i in report.items)
 
 
