@@ -182,3 +182,23 @@ def test_python_dash_m_is_the_same_cli() -> None:
         [sys.executable, "-m", "bridge", "--help"], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0 and "customer" in done.stdout
+
+
+def test_config_and_mapping_problems_come_in_one_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A new administrator adapting both files sees every problem of both at once, not the
+    # mapping's only after the config is fixed.
+    monkeypatch.setenv("ONEC_PASSWORD", "x")
+    mapping = (REPO / "mappings" / "ut11.yaml").read_text("utf-8")
+    mapping = mapping.replace("    field: Статус\n", "    feild: Статус\n")
+    (tmp_path / "m.yaml").write_text(mapping, "utf-8")
+    text = CONFIG.format(db=tmp_path / "s.db", mapping="m.yaml").replace("Europe/Moscow", "Europe/Moskva")
+    (tmp_path / "config.yaml").write_text(text, "utf-8")
+    code, _, err = run("check", "--config", str(tmp_path / "config.yaml"))
+    assert code == 78
+    assert "timezone" in err and "m.yaml" in err and "orders.status.feild" in err, err
+    # A config that names no usable mapping file reports only its own problems.
+    (tmp_path / "config.yaml").write_text(text.replace("m.yaml", "missing.yaml"), "utf-8")
+    code, _, err = run("check", "--config", str(tmp_path / "config.yaml"))
+    assert code == 78 and "timezone" in err and "feild" not in err, err

@@ -28,8 +28,48 @@ from bridge.store.ledger import LedgerStore
 
 
 def load(config_path: Path | None, *, secrets: bool = True) -> Config:
-    """The config ``--config`` names; ``secrets=False`` for commands that contact nothing outside."""
-    return load_config(config_path or default_config_path(), secrets=secrets)
+    """The config ``--config`` names; ``secrets=False`` for commands that contact nothing outside.
+
+    Raises:
+        ConfigError: the config's problems, followed by the mapping file's when the config names a
+            mapping file that exists (so both are fixed in one round, not one after the other).
+    """
+    path = config_path or default_config_path()
+    try:
+        return load_config(path, secrets=secrets)
+    except ConfigError as exc:
+        more = _mapping_problems(path, exc.problems)
+        if not more:
+            raise
+        raise ConfigError([*exc.problems, *more], **exc.fields) from None
+
+
+def _mapping_problems(config_path: Path, problems: list[str]) -> list[str]:
+    """The problems of the mapping file an invalid config names (``onec.mapping``, default
+    ``mappings/ut11.yaml``), if it can be told which file that is and the file exists."""
+    from bridge.onec.mapping import load_mapping
+    from bridge.runtime.config import read_document
+    from bridge.runtime.config_models import OnecConfig
+
+    if any(p.startswith("onec.mapping") or p.startswith("onec:") for p in problems):
+        return []  # the config's own line about it says enough
+    try:
+        data = read_document(Path(config_path).expanduser()).data
+    except ConfigError:
+        return []
+    onec = data.get("onec") if isinstance(data, dict) else None
+    default = OnecConfig.model_fields["mapping"].default
+    named = onec.get("mapping", default) if isinstance(onec, dict) else None
+    if not isinstance(named, str) or not named.strip():
+        return []
+    mapping = (Path(config_path).expanduser().absolute().parent / named).resolve()
+    if not mapping.is_file():
+        return []
+    try:
+        load_mapping(mapping)
+    except ConfigError as exc:
+        return exc.problems
+    return []
 
 
 def lines_net_of_points(config: Config) -> bool:
