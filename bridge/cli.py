@@ -4,90 +4,34 @@ Exit status (sysexits, CONTRACT.md): 0 success; 1 a cycle finished with some doc
 2 bad usage; 78 bad config or mapping (nothing done); 69 1C / site / database unreachable or
 unusable (e.g. state files this user cannot write).
 Errors go to stderr, one line each, naming the key / document / field and what to do.
+The shared helpers are in ``bridge.cli_kit``; ``outbox`` and ``quarantine`` in ``bridge.cli_queues``.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from bridge.errors import BridgeError, ConfigError, StateError, StateNotMigrated, TransientError
-
-EX_OK, EX_DOCS_FAILED, EX_USAGE, EX_UNAVAILABLE, EX_CONFIG = 0, 1, 2, 69, 78
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def fail(lines: list[str] | str, code: int) -> None:
-    for line in [lines] if isinstance(lines, str) else lines:
-        click.echo(f"loyalty-bridge: {line}", err=True)
-    sys.exit(code)
-
-
-def guarded(func: F) -> F:
-    """Map the bridge's exceptions to one-line stderr reports and sysexits codes."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ConfigError as exc:
-            fail([f"config: {p}" for p in exc.problems], EX_CONFIG)
-        except StateError as exc:
-            code = EX_CONFIG if isinstance(exc, StateNotMigrated) else EX_UNAVAILABLE
-            fail(f"state: {exc.message}", code)
-        except TransientError as exc:
-            fail(f"unavailable: {exc.message}", EX_UNAVAILABLE)
-        except BridgeError as exc:
-            fail(exc.message, EX_DOCS_FAILED)
-        except PermissionError as exc:  # the state files are reported by the store; anything else
-            fail(
-                f"permission denied: {exc.filename or exc}; run the command as the user the bridge "
-                "runs as (README: as_bridge), or give that user the file",
-                EX_UNAVAILABLE,
-            )
-
-    return wrapper  # type: ignore[return-value]
-
-
-def config_option(func: F) -> F:
-    return click.option(
-        "--config",
-        "config_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="Config file (default ./config.yaml, or $LOYALTY_BRIDGE_CONFIG).",
-    )(func)
-
-
-def now_option(func: F) -> F:
-    return click.option(
-        "--now",
-        "now_text",
-        default=None,
-        metavar="ISO-8601",
-        help="Evaluate as of this moment (a time without offset is in the config's timezone).",
-    )(func)
-
-
-def parse_now(text: str | None, tz: Any) -> datetime:
-    if text is None:
-        return datetime.now(UTC).astimezone(tz)
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r} is not ISO-8601, e.g. 2026-03-01T12:00:00+03:00", param_hint="--now"
-        ) from None
-    return value if value.tzinfo else value.replace(tzinfo=tz)
+from bridge.cli_kit import (
+    EX_CONFIG,
+    EX_DOCS_FAILED,
+    EX_UNAVAILABLE,
+    F,
+    config_option,
+    fail,
+    guarded,
+    now_option,
+    parse_now,
+)
+from bridge.cli_queues import outbox
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -432,83 +376,6 @@ def quote(
         click.echo(quote_report(result))
 
 
-@main.group(invoke_without_command=True)
-@config_option
-@click.option("--all", "show_all", is_flag=True, help="Also list sent and superseded messages.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.pass_context
-@guarded
-def outbox(ctx: click.Context, config_path: Path | None, show_all: bool, as_json: bool) -> None:
-    """List pending and dead outgoing messages (write-backs, webhooks, SMS, e-mail)."""
-    if ctx.invoked_subcommand is not None:
-        return
-    from bridge.service.wiring import load, open_database
-    from bridge.store import outbox as box
-
-    config = load(config_path, secrets=False)
-    engine = open_database(config)
-    statuses = (box.PENDING, box.DEAD, box.SENT, box.SUPERSEDED) if show_all else (box.PENDING, box.DEAD)
-    with engine.connect() as conn:
-        messages = box.listing(conn, statuses)
-    if as_json:
-        rows = [
-            {
-                "id": m.id,
-                "message_id": m.message_id,
-                "channel": m.channel,
-                "kind": m.kind,
-                "customer_id": m.customer_id,
-                "target": m.target,
-                "sequence": m.sequence,
-                "status": m.status,
-                "attempts": m.attempts,
-                "created_at": m.created_at.isoformat(),
-                "next_attempt_at": m.next_attempt_at.isoformat(),
-                "last_error": m.last_error,
-            }
-            for m in messages
-        ]
-        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
-        return
-    if not messages:
-        click.echo("outbox is empty: nothing pending, nothing dead")
-        return
-    for m in messages:
-        when = m.next_attempt_at.astimezone(config.tz).strftime("%d.%m.%Y %H:%M")
-        error = f"  error: {m.last_error}" if m.last_error else ""
-        click.echo(
-            f"{m.id:>6} {m.status:<10} {m.channel:<7} {m.kind:<16} customer={m.customer_id} "
-            f"attempts={m.attempts} next={when} id={m.message_id}{error}"
-        )
-
-
-@outbox.command("retry")
-@click.argument("message", required=False)
-@click.option("--all-dead", is_flag=True, help="Re-send every dead message.")
-@config_option
-@now_option
-@guarded
-def outbox_retry(message: str | None, all_dead: bool, config_path: Path | None, now_text: str | None) -> None:
-    """Put a dead message (by id or message id) or all dead messages back in line, same webhook-id."""
-    from bridge.service.wiring import load, open_database
-    from bridge.store import outbox as box
-
-    if (message is None) == (not all_dead):
-        raise click.UsageError("name one message (ID) or pass --all-dead")
-    config = load(config_path, secrets=False)
-    engine = open_database(config)
-    with engine.begin() as conn:
-        count = box.retry(conn, parse_now(now_text, config.tz), message, all_dead=all_dead)
-    if count == 0 and all_dead:
-        click.echo("nothing to retry: no dead messages")
-        return
-    if count == 0:
-        fail(
-            f"outbox: no dead message {message} to retry (`loyalty-bridge outbox` lists them)", EX_DOCS_FAILED
-        )
-    click.echo(f"{count} message(s) back in line; they go out with the next cycle")
-
-
 @main.command()
 @click.option(
     "--keep", type=click.Path(file_okay=False, path_type=Path), default=None, help="Keep state here."
@@ -529,6 +396,8 @@ def demo(keep: Path | None, config_path: Path | None) -> None:
 
     run_demo(keep, config_path)
 
+
+main.add_command(outbox)
 
 if __name__ == "__main__":
     main()
