@@ -31,7 +31,7 @@ from bridge.cli_kit import (
     now_option,
     parse_now,
 )
-from bridge.cli_queues import outbox
+from bridge.cli_queues import outbox, quarantine
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -398,6 +398,7 @@ def demo(keep: Path | None, config_path: Path | None) -> None:
 
 
 main.add_command(outbox)
+main.add_command(quarantine)
 
 if __name__ == "__main__":
     main()

@@ -57,6 +57,8 @@ class CycleStats:
     requests_to_1c: int = 0
     outbox_depth: Mapping[str, int] = field(default_factory=dict)
     outbox_oldest_age_s: Mapping[str, float | None] = field(default_factory=dict)
+    outbox_dead: Mapping[str, int] = field(default_factory=dict)  # by channel, now
+    quarantined_now: int | None = None  # documents in quarantine after the cycle; None: not counted
     ok: bool = True
     error: str | None = None
 
@@ -134,6 +136,19 @@ class Metrics:
             namespace=ns,
             registry=r,
         )
+        self.outbox_dead = Gauge(
+            "outbox_dead",
+            "Dead messages in the outbox (given up on; `outbox retry` re-sends them), by channel.",
+            ["channel"],
+            namespace=ns,
+            registry=r,
+        )
+        self.quarantined = Gauge(
+            "quarantined_documents",
+            "Documents in quarantine now (`loyalty-bridge quarantine` lists them with the reason).",
+            namespace=ns,
+            registry=r,
+        )
         self.last_success = Gauge(
             "last_success_timestamp_seconds",
             "When the last successful cycle finished (Unix time).",
@@ -170,11 +185,15 @@ class Metrics:
         self.writes_to_1c.inc(max(stats.writes_to_1c, 0))
         self.deliveries.labels(result="sent").inc(max(stats.deliveries_sent, 0))
         self.deliveries.labels(result="failed").inc(max(stats.deliveries_failed, 0))
-        channels = set(stats.outbox_depth) | set(stats.outbox_oldest_age_s)
+        channels = set(stats.outbox_depth) | set(stats.outbox_oldest_age_s) | set(stats.outbox_dead)
         for channel in channels | self._channels:  # a channel gone from the report is empty, not stale
             self.outbox_depth.labels(channel=channel).set(stats.outbox_depth.get(channel, 0))
             age = stats.outbox_oldest_age_s.get(channel)
             self.outbox_oldest_age.labels(channel=channel).set(age if age is not None else 0)
+            if stats.ok:  # a failed cycle's stats count nothing: the last known figure stays
+                self.outbox_dead.labels(channel=channel).set(stats.outbox_dead.get(channel, 0))
+        if stats.quarantined_now is not None:
+            self.quarantined.set(stats.quarantined_now)
         finished = stats.finished_at.timestamp()
         self.last_cycle.set(finished)
         with self._lock:

@@ -30,7 +30,7 @@ from bridge.service.golive import poll_start_warning
 from bridge.service.wiring import build_cycle
 from bridge.store import schema as t
 from bridge.store.leader import LeaderLock
-from bridge.store.outbox import PENDING
+from bridge.store.outbox import DEAD, PENDING
 
 log = structlog.get_logger(__name__)
 
@@ -54,8 +54,19 @@ def outbox_depth(cycle: Cycle) -> tuple[dict[str, int], dict[str, float | None]]
     return depth, oldest
 
 
+def trouble_counts(cycle: Cycle) -> tuple[dict[str, int], int]:
+    """Dead outbox messages by channel, and the documents in quarantine (for the gauges an alert
+    watches: both stay until a person acts)."""
+    dead = select(t.outbox.c.channel, func.count(t.outbox.c.id)).where(t.outbox.c.status == DEAD)
+    with cycle.engine.store.engine.connect() as conn:
+        by_channel = {str(c): int(n) for c, n in conn.execute(dead.group_by(t.outbox.c.channel))}
+        held = int(conn.execute(select(func.count()).select_from(t.quarantine)).scalar_one())
+    return by_channel, held
+
+
 def stats_of(cycle: Cycle, result: CycleResult, started: datetime) -> CycleStats:
     depth, oldest = outbox_depth(cycle)
+    dead, held = trouble_counts(cycle)
     sent = sum(d.sent for d in result.deliveries.values())
     failed = sum(d.dead for d in result.deliveries.values())
     return CycleStats(
@@ -70,6 +81,8 @@ def stats_of(cycle: Cycle, result: CycleResult, started: datetime) -> CycleStats
         requests_to_1c=result.requests_to_1c,
         outbox_depth=depth,
         outbox_oldest_age_s=oldest,
+        outbox_dead=dead,
+        quarantined_now=held,
         ok=True,
     )
 

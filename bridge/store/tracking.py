@@ -250,3 +250,23 @@ def quarantined(conn: Connection) -> list[dict[str, Any]]:
     return [
         dict(r._mapping) for r in conn.execute(select(t.quarantine).order_by(t.quarantine.c.last_failed_at))
     ]
+
+
+#: The kinds a ``scan`` source re-checks by version every cycle (``StoreState.tracked``).
+RECHECKED_KINDS = ("order", "return")
+
+
+def requeue_quarantined(conn: Connection, wanted: Collection[str] | None) -> tuple[list[str], list[str]]:
+    """Make quarantined documents be read again by the next ``scan`` cycle: their stored version
+    is blanked, which a re-check never matches (a document that still fails is quarantined again,
+    with its version). ``wanted``: ``Ref_Key``s or document numbers; None for all.
+
+    Returns (requeued, not_rechecked): the rows' keys, split by whether their kind is re-checked
+    every cycle (orders, returns); the others (customers, cards) are re-read when 1C changes them.
+    """
+    rows = conn.execute(select(t.quarantine.c.doc_id, t.quarantine.c.number, t.quarantine.c.kind)).all()
+    chosen = [r for r in rows if wanted is None or r.doc_id in wanted or (r.number and r.number in wanted)]
+    requeued = [r.doc_id for r in chosen if r.kind in RECHECKED_KINDS]
+    if requeued:
+        conn.execute(t.quarantine.update().where(t.quarantine.c.doc_id.in_(requeued)).values(version=""))
+    return requeued, [r.doc_id for r in chosen if r.kind not in RECHECKED_KINDS]

@@ -24,6 +24,7 @@ from tests.badinput.kit import (
     earned,
     good_orders,
     number,
+    outbox_rows,
     quarantined,
 )
 from tests.e2e.cycle_kit import World, world
@@ -190,3 +191,28 @@ def available_events(w: World, order: str) -> int:
             t.events.c.customer_id == customer, t.events.c.reason == "points_available"
         )
         return int(conn.execute(query).scalar_one())
+
+
+def test_the_daemons_gauges_count_what_waits_for_a_person(tmp_path: Path) -> None:
+    # `run` feeds /metrics from these counts after every cycle: quarantined documents and dead
+    # messages stay until someone acts, so an alert watches them (README: metrics).
+    from datetime import UTC, datetime
+
+    from bridge.service.runner import stats_of
+    from bridge.store import outbox
+
+    with world(tmp_path, start=at(2)) as w:
+        good_orders(w, 1)
+        partner = w.op.partner("Плохой Документ")
+        bad = w.op.order(
+            partner, [(GLOVES, 1, 1200)], date=at(2, 9, 30).replace(tzinfo=None), status="Закрыт"
+        )
+        w.store.patch(ORDERS, bad, {"Партнер_Key": EMPTY_GUID}, count=False)
+        result = w.once(at(2, 12))
+        stats = stats_of(w.cycle, result, datetime.now(UTC))
+        assert (stats.quarantined_now, dict(stats.outbox_dead)) == (1, {})
+        [first] = outbox_rows(w, "webhook")[:1]
+        with w.cycle.engine.store.transaction() as conn:
+            outbox.mark_dead(conn, first.id, "410 Gone")
+        stats = stats_of(w.cycle, result, datetime.now(UTC))
+        assert (stats.quarantined_now, dict(stats.outbox_dead)) == (1, {"webhook": 1})

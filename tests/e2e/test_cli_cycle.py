@@ -15,11 +15,13 @@ import pytest
 from click.testing import CliRunner
 
 from bridge.cli import main
-from bridge.simulator import SimStore, Simulator, build_schema, load_sample
+from bridge.simulator import SimStore, Simulator, build_schema, load_reference, load_sample
 from bridge.simulator.operator import Operator
 from bridge.simulator.site import SiteReceiver
-from tests.e2e.cycle_kit import MSK, SECRET, config_data, config_yaml
+from tests.e2e.cycle_kit import MSK, ROOT, SECRET, config_data, config_yaml
 from tests.e2e.test_cycle_notify import Gateway
+
+BIKE = "Велосипед городской Forward Dortmund 28 2.0"
 
 
 @dataclass
@@ -320,3 +322,62 @@ def test_once_prunes_messages_delivered_longer_ago_than_keep_sent_days_and_says_
         code, out, _ = cli("outbox", "--all", "--json", "--config", cfg)
         listed = json.loads(out)
         assert listed and all(m["created_at"] >= "2026-03-21" for m in listed), listed
+
+
+def test_quarantine_lists_a_document_and_retry_applies_it_once_the_mapping_is_fixed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The administrator's mapping misses a status value the store uses: the order is quarantined
+    # with the reason; the value is added to the mapping and a retry asked for; the next cycle
+    # applies it (without the retry the order's unchanged version waits for the nightly sweep).
+    store = SimStore()
+    load_reference(store)
+    mapping = tmp_path / "ut11.yaml"
+    original = (ROOT / "mappings" / "ut11.yaml").read_text("utf-8")
+    assert "open: [НеСогласован, КОбеспечению, КОтгрузке]" in original
+    mapping.write_text(original.replace(", КОтгрузке]", "]"), "utf-8")
+    with contextmanager(_install)(tmp_path, monkeypatch, store, **{"onec.mapping": str(mapping)}) as inst:
+        cfg = str(inst.config)
+        assert cli("db", "upgrade", "--config", cfg)[0] == 0
+        assert cli("once", "--config", cfg, "--now", "2026-03-20T12:00:00")[0] in (0, 1)
+        who = inst.op.partner("Новикова Ольга")
+        when = datetime(2026, 3, 20, 12, 30, tzinfo=MSK)
+        order = inst.op.order(who, [(BIKE, 1, 20000)], date=when, status="КОтгрузке")
+        code, out, _ = cli("once", "--config", cfg, "--now", "2026-03-20T13:00:00")
+        assert code == 1 and "status «КОтгрузке» is not in the mapping" in out + _, out + _
+        code, out, _ = cli("quarantine", "--config", cfg)
+        assert (
+            code == 0 and out.startswith("order № ") and f"({order}) since 20.03.2026 13:00, 1 time(s)" in out
+        )
+        [listed] = json.loads(cli("quarantine", "--json", "--config", cfg)[1])
+        assert (listed["doc_id"], listed["field"], listed["failures"]) == (order, "Статус", 1)
+        # Another cycle: the same version is not read again, nothing changes.
+        assert cli("once", "--config", cfg, "--now", "2026-03-20T13:05:00")[0] == 0
+        assert len(json.loads(cli("quarantine", "--json", "--config", cfg)[1])) == 1
+
+        mapping.write_text(original, "utf-8")
+        assert cli("quarantine", "retry", "--config", cfg)[0] == 2  # names nothing: a usage error
+        code, out, err = cli("quarantine", "retry", listed["number"], "--config", cfg)
+        assert code == 0 and "1 document(s) will be read again by the next cycle" in out, out + err
+        code, out, err = cli("once", "--config", cfg, "--now", "2026-03-20T13:10:00")
+        assert code == 0 and "1 documents applied" in out, out + err
+        assert cli("quarantine", "--config", cfg)[1].startswith("quarantine is empty")
+        inst.op.close(order)  # applied as an open order: closing it now earns its points
+        assert cli("once", "--config", cfg, "--now", "2026-03-20T13:15:00")[0] == 0
+        assert inst.op.order_attribute(order, "Бонусы начислено") == 400
+        code, _, err = cli("quarantine", "retry", "--all", "--config", cfg)
+        assert code == 1 and "nothing is quarantined" in err
+
+
+def test_quarantine_retry_with_a_feed_source_says_to_re_save_in_1c(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SimStore()
+    load_reference(store)
+    node = "4b1c6a2e-0000-4000-8000-000000000001"
+    overrides = {"poll.changes": "exchange_plan", "poll.exchange_node": node}
+    with contextmanager(_install)(tmp_path, monkeypatch, store, **overrides) as inst:
+        cfg = str(inst.config)
+        assert cli("db", "upgrade", "--config", cfg)[0] == 0
+        code, _, err = cli("quarantine", "retry", "--all", "--config", cfg)
+        assert code == 1 and "re-save the document in 1C" in err, err

@@ -23,6 +23,8 @@ NAMES = (
     "loyalty_bridge_deliveries_total",
     "loyalty_bridge_outbox_depth",
     "loyalty_bridge_outbox_oldest_pending_age_seconds",
+    "loyalty_bridge_outbox_dead",
+    "loyalty_bridge_quarantined_documents",
     "loyalty_bridge_last_success_timestamp_seconds",
     "loyalty_bridge_last_cycle_timestamp_seconds",
     "loyalty_bridge_up",
@@ -62,6 +64,8 @@ def test_observe_feeds_every_metric_on_a_private_registry() -> None:
             deliveries_failed=1,
             outbox_depth={"webhook": 4, "sms": 0},
             outbox_oldest_age_s={"webhook": 90.5, "sms": None},
+            outbox_dead={"webhook": 2},
+            quarantined_now=5,
         )
     )
     text = metrics.render().decode()
@@ -74,6 +78,9 @@ def test_observe_feeds_every_metric_on_a_private_registry() -> None:
     assert sample(metrics, "loyalty_bridge_outbox_depth", channel="webhook") == 4
     assert sample(metrics, "loyalty_bridge_outbox_oldest_pending_age_seconds", channel="webhook") == 90.5
     assert sample(metrics, "loyalty_bridge_outbox_oldest_pending_age_seconds", channel="sms") == 0
+    assert sample(metrics, "loyalty_bridge_outbox_dead", channel="webhook") == 2
+    assert sample(metrics, "loyalty_bridge_outbox_dead", channel="sms") == 0
+    assert sample(metrics, "loyalty_bridge_quarantined_documents") == 5
     assert sample(metrics, "loyalty_bridge_cycle_duration_seconds_sum") == 2.5
     assert sample(metrics, "loyalty_bridge_last_success_timestamp_seconds") == T0.timestamp()
     assert sample(metrics, "loyalty_bridge_healthy") == 1
@@ -189,3 +196,16 @@ def test_is_loopback() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("127.0.0.2") and is_loopback("::1")
     assert is_loopback("[::1]") and is_loopback("localhost")
     assert not is_loopback("10.0.0.1") and not is_loopback("0.0.0.0") and not is_loopback("")
+
+
+def test_dead_messages_and_quarantine_keep_their_last_count_through_a_failed_cycle() -> None:
+    # A cycle that raised counted nothing: an alert on dead messages must not clear because 1C
+    # went down; the next good cycle's count replaces them (here: retried, fixed).
+    metrics = Metrics(60, clock=Clock(T0.timestamp()))
+    metrics.observe(ok_stats(outbox_dead={"onec": 3}, quarantined_now=2))
+    metrics.observe(CycleStats.failure(T0, T0 + timedelta(seconds=1), "1C unreachable"))
+    assert sample(metrics, "loyalty_bridge_outbox_dead", channel="onec") == 3
+    assert sample(metrics, "loyalty_bridge_quarantined_documents") == 2
+    metrics.observe(ok_stats(T0 + timedelta(minutes=1), outbox_dead={}, quarantined_now=0))
+    assert sample(metrics, "loyalty_bridge_outbox_dead", channel="onec") == 0
+    assert sample(metrics, "loyalty_bridge_quarantined_documents") == 0
