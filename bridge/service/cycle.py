@@ -109,13 +109,16 @@ class StoreState:
 
     def tracked(self, entity: str, now: datetime) -> dict[str, str]:
         with self.db.connect() as conn:
+            # A quarantined version wins over the one last applied: an applied document edited into
+            # one the bridge cannot apply is read again when 1C changes it, not every cycle (which
+            # would log the same failure every minute); ``quarantine retry`` blanks it.
             if entity == "order":
-                found = tracking.quarantined_versions(conn, "order")
-                found.update(tracking.tracked_orders(conn, now, self.track_days))
+                found = tracking.tracked_orders(conn, now, self.track_days)
+                found.update(tracking.quarantined_versions(conn, "order"))
                 return found
             if entity == "return":
-                found = tracking.quarantined_versions(conn, "return")
-                found.update(tracking.tracked_returns(conn, now, self.track_days))
+                found = tracking.tracked_returns(conn, now, self.track_days)
+                found.update(tracking.quarantined_versions(conn, "return"))
                 return found
             if entity == "card":
                 return tracking.tracked_cards(conn)

@@ -119,6 +119,27 @@ def test_empty_date_after_processing_names_date(tmp_path: Path) -> None:
         assert earned(w, goods[1]) > 0  # the other order of the cycle was closed and accrued
 
 
+def test_an_applied_order_edited_into_a_bad_one_is_quarantined_once_not_every_cycle(tmp_path: Path) -> None:
+    # Its last applied version is tracked, but the quarantined version wins: the failure is read
+    # (and logged, and counted in `once`'s exit status) once, then again only when 1C changes it.
+    with world(tmp_path, start=at(2)) as w:
+        [order] = good_orders(w, 1)
+        w.once(at(2, 12))
+        row = w.store.get(ORDERS, order)
+        assert row is not None
+        w.store.patch(ORDERS, order, {"Товары": [{**row["Товары"][0], "Сумма": Decimal(-5)}]})
+        assert w.once(at(2, 13)).documents_failed == 1
+        quiet = [w.once(at(2, 13, minute)) for minute in range(1, 4)]
+        assert [r.documents_failed for r in quiet] == [0, 0, 0]
+        assert quarantined(w)[order]["failures"] == 1
+        # An idle cycle's requests: the order's version is checked, the order itself not re-read.
+        assert {r.requests_to_1c for r in quiet} == {w.once(at(2, 13, 5)).requests_to_1c}
+        w.store.patch(ORDERS, order, {"Товары": row["Товары"]})  # fixed in 1C: a new version
+        result = w.once(at(2, 14))
+        assert (result.documents_failed, quarantined(w)) == (0, {})
+        assert earned(w, order) > 0
+
+
 def quarantine_then_fix(w: World) -> str:
     partner = w.op.partner("Исправленный Заказ", phone="+79035550002")
     bad = w.op.order(partner, [(BIKE, 1, 20000)], date=at(2, 9).replace(tzinfo=None), status="Закрыт")
