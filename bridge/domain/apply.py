@@ -12,6 +12,7 @@ Must not import anything outside bridge.domain.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 
@@ -68,11 +69,13 @@ def apply_order(
         facts = OrderFacts(order.id, book.customer_id, first_seen_at=now)
         book.orders[order.id] = facts
     facts.order = order
+    told = _window_told(book, rules, now)
     before = _snapshot(book, rules, now)
     _settle_reservation(book, rules, facts, order, now, history, tz, cause)
     _settle_purchase(book, rules, facts, order, now, history, cause, emit=not history)
     if not history:
         _emit_changes(book, rules, before, now, order.id)
+    _window_after_document(book, rules, told, before[0], now, emit=not history)
     return facts
 
 
@@ -100,10 +103,12 @@ def apply_return(
     if facts is None or facts.order is None:
         return None
     cause = f"return:{ret.id}@{ret.version}"
+    told = _window_told(book, rules, now)
     before = _snapshot(book, rules, now)
     _settle_purchase(book, rules, facts, facts.order, now, False, cause, emit=not history)
     if not history:
         _emit_changes(book, rules, before, now, facts.order_id)
+    _window_after_document(book, rules, told, before[0], now, emit=not history)
     return facts
 
 
@@ -166,20 +171,101 @@ def advance(book: Book, rules: Rules, now: datetime, *, history: bool = False) -
         _record_levels(book, rules, state, entries, now, "time", emit=True)
 
 
-def _window_tier(book: Book, bonus: BonusRules, now: datetime) -> None:
-    """With ``bonus.volume_window_days`` the volume falls as orders leave the window, and the tier
-    with it (SPEC §2). Each departure is judged at its own moment: the tier just before it against
-    the tier at it. The latest departure that changed the tier to the one the customer has now is
-    announced, once (its key names it); one whose drop an order closed since has undone, or that a
-    later departure superseded, is not. Departures older than a window are not looked at."""
+@dataclass(frozen=True, slots=True)
+class _Told:
+    """Before a document changes a book with a rolling volume window: the tier the customer was
+    last told (None when nothing but the document can have changed it: no time has passed since
+    ``tier_seen_at``, or it is unknown) and whether the book had no counting order yet."""
+
+    tier: str | None
+    fresh: bool
+
+
+def _window_told(book: Book, rules: Rules, now: datetime) -> _Told | None:
+    bonus = rules.bonus
+    if bonus is None or not bonus.volume_window_days:
+        return None
+    seen = book.tier_seen_at
+    fresh = not any(c.amount > ZERO for c in book.contributions.values())
+    if seen is None or seen >= now:
+        return _Told(None, fresh)
+    return _Told(current_tier_code(book, bonus, seen), fresh)  # nothing but time changed it since
+
+
+def _window_after_document(
+    book: Book, rules: Rules, told: _Told | None, before: str | None, now: datetime, *, emit: bool
+) -> None:
+    """After a document changed the book: a fall the window caused since ``tier_seen_at`` that the
+    document did not move past is announced (the document's own change, before → after, said the
+    rest: a rise it brought is announced as a rise from the tier the window left); then
+    ``tier_seen_at`` is ``now``. A book whose ``tier_seen_at`` is unknown (stored before it was
+    kept) keeps it unknown, so the next tick looks back a whole window, unless it had no counting
+    order before this one."""
+    bonus = rules.bonus
+    if told is None or bonus is None:
+        return
+    seen = book.tier_seen_at
+    if seen is None and not told.fresh:
+        return
+    book.tier_seen_at = now if seen is None else max(seen, now)
+    if not emit or told.tier is None or seen is None or told.tier == before:
+        return
+    if current_tier_code(book, bonus, now) == before:  # the document left the window's fall as it was
+        _announce_window_fall(book, bonus, told.tier, before, seen, now)
+
+
+def _announce_window_fall(
+    book: Book, bonus: BonusRules, told: str, tier_now: str, since: datetime, now: datetime
+) -> None:
+    """``told`` → ``tier_now``, named after the latest departure in ``(since, now]`` that lowered
+    the tier (nothing else changed the book in that stretch)."""
     days = bonus.volume_window_days or 0
     window = timedelta(days=days)
+    lowering = [
+        (c.closed_at + window, oid)
+        for oid, c in book.contributions.items()
+        if c.amount > ZERO
+        and since < c.closed_at + window <= now
+        and tier_for(bonus, book.volume_at(c.closed_at + window - _INSTANT, days)).code
+        != tier_for(bonus, book.volume_at(c.closed_at + window, days)).code
+    ]
+    if not lowering:
+        return
+    moment, oid = max(lowering)
+    _announce_window_tier(book, bonus, told, tier_now, oid, moment, now)
+
+
+def _window_tier(book: Book, bonus: BonusRules, now: datetime) -> None:
+    """With ``bonus.volume_window_days`` the volume falls as orders leave the window, and the tier
+    with it (SPEC §2). Judged once for each stretch of time: the departures since
+    ``book.tier_seen_at`` (the last unit of work or tick, after which nothing but time changed the
+    book) lower the tier from the one the customer had then to the one they have now; a fall is
+    announced once, named after the latest departure that lowered the tier (its key). Then
+    ``tier_seen_at`` moves to ``now`` (documents move it too: ``_window_after_document``).
+
+    A book stored before ``tier_seen_at`` was kept has none: its departures within the last window
+    are each judged at their own moment, the tier just before against the tier at it, and the
+    latest that changed the tier to the one the customer has now is announced."""
+    days = bonus.volume_window_days or 0
+    window = timedelta(days=days)
+    seen = book.tier_seen_at
+    if seen is not None and seen >= now:
+        return
+    since = seen if seen is not None else now - window
     moments = sorted(
         (c.closed_at + window, oid)
         for oid, c in book.contributions.items()
-        if c.amount > ZERO and now - window < c.closed_at + window <= now
+        if c.amount > ZERO and since < c.closed_at + window <= now
     )
+    book.tier_seen_at = now
+    if not moments:
+        return
     tier_now = current_tier_code(book, bonus, now)
+    if seen is not None:
+        told = current_tier_code(book, bonus, seen)  # nothing but time has changed the book since
+        if told != tier_now:
+            _announce_window_fall(book, bonus, told, tier_now, seen, now)
+        return
     for moment, oid in reversed(moments):
         old = tier_for(bonus, book.volume_at(moment - _INSTANT, days)).code
         new = tier_for(bonus, book.volume_at(moment, days)).code
@@ -187,18 +273,24 @@ def _window_tier(book: Book, bonus: BonusRules, now: datetime) -> None:
             continue
         if new != tier_now:
             return  # what this departure did no longer holds (an order since, or a later one said it)
-        book.emit(
-            Event(
-                Reason.TIER_CHANGED,
-                book.customer_id,
-                f"tier:{old}>{new}:window:{oid}:{moment.astimezone(UTC).isoformat()}",
-                now,
-                order_id=oid,
-                when=moment,
-                detail={"old_tier": tier_by_code(bonus, old).name, "tier": tier_by_code(bonus, new).name},
-            )
-        )
+        _announce_window_tier(book, bonus, old, new, oid, moment, now)
         return
+
+
+def _announce_window_tier(
+    book: Book, bonus: BonusRules, old: str, new: str, oid: str, moment: datetime, now: datetime
+) -> None:
+    book.emit(
+        Event(
+            Reason.TIER_CHANGED,
+            book.customer_id,
+            f"tier:{old}>{new}:window:{oid}:{moment.astimezone(UTC).isoformat()}",
+            now,
+            order_id=oid,
+            when=moment,
+            detail={"old_tier": tier_by_code(bonus, old).name, "tier": tier_by_code(bonus, new).name},
+        )
+    )
 
 
 _INSTANT = timedelta(microseconds=1)

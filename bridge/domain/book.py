@@ -73,6 +73,9 @@ class Book:
     level_history: list[HistoryEntry] = field(default_factory=list)
     card: Card | None = None
     sent_keys: set[str] = field(default_factory=set)  # events already emitted
+    # With a rolling volume window: the moment up to which the tier's fall by time was judged (the
+    # last unit of work or tick); None for a book stored before the bridge kept it.
+    tier_seen_at: datetime | None = None
     # produced by this unit of work
     new_entries: list[Entry] = field(default_factory=list)
     new_events: list[Event] = field(default_factory=list)

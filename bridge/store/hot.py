@@ -64,7 +64,7 @@ STATEMENTS = {
     "FROM entries AS e LEFT OUTER JOIN allocations AS a ON a.entry_id = e.id "
     "WHERE e.customer_id = ? ORDER BY e.id, a.id",
     "customer": "SELECT c.level_code, c.level_valid_until, c.level_since, c.level_promoted_by, "
-    "c.level_previous, k.number, k.status, k.onec_id "
+    "c.level_previous, c.tier_seen_at, k.number, k.status, k.onec_id "
     "FROM customers AS c LEFT OUTER JOIN cards AS k ON k.customer_id = c.id WHERE c.id = ?",
     "card": "SELECT number, status, onec_id FROM cards WHERE customer_id = ?",
     "history": 'SELECT "at", old_code, new_code, period_sum, reason, order_id FROM level_history '
@@ -101,7 +101,8 @@ STATEMENTS = {
     "set_contacts": "UPDATE customers SET name = ?, phone = ?, email = ?, onec_version = ? WHERE id = ?",
 }
 CUSTOMER_COLUMNS = tuple(
-    "level_code level_valid_until level_since level_promoted_by level_previous next_due_at updated_at".split()
+    "level_code level_valid_until level_since level_promoted_by level_previous next_due_at tier_seen_at "
+    "updated_at".split()
 )
 # The customer's level state, next due moment and stamp. SQLite leaves the row alone (no page
 # written to the WAL) when every stored value already is the one being written; PostgreSQL always

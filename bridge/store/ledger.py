@@ -313,6 +313,8 @@ def _load(db: Any, sql: Sql, customer_id: str, ids: list[str], history: bool, ke
     card = cust if cust is not None else db.execute(sql.s["card"], key).fetchone()
     if cust is not None and cust[0] is not None:
         book.level = LevelState(cust[0], tm(cust[1]), tm(cust[2]), cust[3], previous_state(sql, cust[4]))
+    if cust is not None and cust[5] is not None:
+        book.tier_seen_at = tm(cust[5])
     if card is not None:
         number, status, onec_id = card[-3], card[-2], card[-1]
         if number is not None:
@@ -440,6 +442,7 @@ def _save(db: Any, sql: Sql, book: Book, now: datetime, history: bool, next_due:
         state.promoted_by if state else None,
         previous_param(sql, state.previous) if state else sql.json(None),
         bind_time(next_due, pg),
+        bind_time(book.tier_seen_at, pg),
         stamp,
     )
     db.execute(

@@ -186,6 +186,7 @@ customers = Table(
     Column("level_previous", JSON),  # the state before the last promotion (nested)
     Column("sequence", Integer, nullable=False, server_default="0"),  # webhook snapshot counter
     Column("next_due_at", UTCDateTime(), index=True),  # when time alone next changes this book
+    Column("tier_seen_at", UTCDateTime()),  # rolling volume window: the tier judged up to here
     Column("updated_at", UTCDateTime()),
 )
 

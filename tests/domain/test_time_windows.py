@@ -8,8 +8,6 @@ from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal as D
 
-import pytest
-
 from bridge.domain.apply import advance, apply_order, next_due
 from bridge.domain.book import Book
 from bridge.domain.ledger import Reason
@@ -144,12 +142,6 @@ def test_a_drop_an_order_closed_since_undid_is_not_announced() -> None:
     assert _tier_events(book) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_window_tier judges a past departure with today's contributions: a reversal after the "
-    "departure makes it look like the departure dropped the tier, and the drop the reversal announced "
-    "is announced again (bridge/domain/apply.py)",
-)
 def test_a_drop_a_reversal_announced_is_not_announced_again_by_an_earlier_departure() -> None:
     """o1 leaves the window while o2 and o3 still hold Gold: nothing to say. Then o3 is cancelled:
     the reversal drops Gold → Silver and says so itself. A later tick (due for anything else, e.g.
@@ -172,12 +164,6 @@ def test_a_drop_a_reversal_announced_is_not_announced_again_by_an_earlier_depart
     assert _tier_events(book) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_window_tier compares the volume just before a departure with the volume at it, which "
-    "counts an order closed at that very moment: a later tick re-reads the arrival as the departure's "
-    "doing and announces the rise the order announced itself (bridge/domain/apply.py)",
-)
 def test_an_order_closed_at_the_moment_another_leaves_is_not_announced_again_by_the_departure() -> None:
     """Cycles at a fixed hour: o2 closes exactly a window after o1 (the tick before it, due at o1's
     departure, found Silver before and after). o2's own unit announces Silver → Gold; o2's hold end,
@@ -193,3 +179,51 @@ def test_an_order_closed_at_the_moment_another_leaves_is_not_announced_again_by_
     book.new_events.clear()
     advance(book, WINDOW, leaves + timedelta(days=14))  # o2's hold end
     assert _tier_events(book) == []
+
+
+def test_a_fall_no_tick_saw_is_announced_by_the_next_document_that_leaves_it_as_it_is() -> None:
+    """The tick at the departure did not run (its rules refused, or the bridge was down): the next
+    document of the customer says what the window did, when the document does not move the tier."""
+    book = Book("c")
+    apply_order(book, WINDOW, order("old", "c", [line(40000, group="sale")]), at(2025, 3, 1))  # Gold
+    leaves = at(2025, 3, 1) + timedelta(days=365)
+    book.new_events.clear()
+    apply_order(book, WINDOW, order("small", "c", [line(1000, group="sale")]), leaves + timedelta(days=2))
+    assert _tier_events(book) == [("Золотой", "Серебряный")]
+    [event] = [e for e in book.new_events if e.reason is Reason.TIER_CHANGED]
+    assert (event.order_id, event.when) == ("old", leaves)  # named after the departure
+    book.new_events.clear()
+    advance(book, WINDOW, leaves + timedelta(days=3))
+    assert _tier_events(book) == []
+
+
+def test_a_fall_is_judged_once_for_each_stretch_of_time() -> None:
+    """Two orders leave between two ticks (Platinum → Silver in one stretch): one announcement,
+    from the tier the customer was told to the tier now, named after the latter departure."""
+    book = Book("c")
+    apply_order(book, WINDOW, order("a", "c", [line(70000, group="sale")]), at(2025, 3, 1))
+    apply_order(book, WINDOW, order("b", "c", [line(40000, group="sale")]), at(2025, 3, 5))  # Platinum
+    assert book.tier_seen_at == at(2025, 3, 5)
+    book.new_events.clear()
+    later = at(2025, 3, 5) + timedelta(days=366)
+    advance(book, WINDOW, later)
+    assert _tier_events(book) == [("Платиновый", "Серебряный")]
+    [event] = [e for e in book.new_events if e.reason is Reason.TIER_CHANGED]
+    assert event.order_id == "b" and book.tier_seen_at == later
+    book.new_events.clear()
+    advance(book, WINDOW, later + timedelta(days=1))
+    assert _tier_events(book) == []
+
+
+def test_a_book_stored_before_tier_seen_at_was_kept_looks_back_a_whole_window() -> None:
+    """``tier_seen_at`` unknown (a database from before migration 0009): the first tick judges the
+    departures of the last window as before, then keeps the moment."""
+    book = Book("c")
+    apply_order(book, WINDOW, order("o", "c", [line(40000, group="sale")]), at(2025, 3, 1))  # Gold
+    book.tier_seen_at = None
+    leaves = at(2025, 3, 1) + timedelta(days=365)
+    book.new_events.clear()
+    advance(book, WINDOW, leaves + timedelta(days=10))
+    assert _tier_events(book) == [("Золотой", "Серебряный")] and book.tier_seen_at == leaves + timedelta(
+        days=10
+    )

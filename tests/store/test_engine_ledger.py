@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal as D
 
 import pytest
@@ -259,9 +260,11 @@ def test_customers_due_at_the_same_moment_come_in_id_order(db_engine: Engine) ->
 
 
 def test_the_history_tick_of_a_backfill_visits_every_imported_customer_due_or_not(db_engine: Engine) -> None:
-    """A lot whose hold ended before the import makes nobody due (its moment is past), and an order
-    that left the volume window before it neither: the end-of-backfill tick still records both as
-    history, so no live «points available» / «tier changed» about the past follows months later."""
+    """A lot whose hold ended before the import makes nobody due (its moment is past): the
+    end-of-backfill tick still records it as history, so no live «points available» about the past
+    follows months later. An order that left the volume window before the import changes nothing
+    to announce: the import judged the tier up to its moment (``tier_seen_at``), so the customer
+    starts from the lowered tier, and no «tier changed» about the past follows either."""
     eng = make(db_engine, discount=False, volume_window_days=365)
     imported = at(2026, 5, 1)
     eng.apply_order(
@@ -271,7 +274,6 @@ def test_the_history_tick_of_a_backfill_visits_every_imported_customer_due_or_no
     done = eng.tick(imported, customers={"c"}, history=True)
     assert [(e.reason.value, e.key.split(":")[0]) for a in done for e in a.events] == [
         ("points_available", "available"),
-        ("tier_changed", "tier"),
     ]
     with db_engine.connect() as conn:
         live = conn.execute(
@@ -283,3 +285,16 @@ def test_the_history_tick_of_a_backfill_visits_every_imported_customer_due_or_no
     assert live == []
     later = [e.reason.value for a in eng.tick(at(2026, 8, 28)) for e in a.events]
     assert "points_available" not in later and "tier_changed" not in later
+
+
+def test_tier_seen_at_is_kept_with_the_book(db_engine: Engine) -> None:
+    """The moment up to which a rolling window's fall was judged is stored with the customer in
+    the same transaction as the unit's entries, and a tick moves it (migration 0009)."""
+    eng = make(db_engine, discount=False, volume_window_days=365)
+    eng.apply_order(order("o", "c", [line(40000, group="sale")]), at(2025, 3, 1))
+    assert eng.book("c").tier_seen_at == at(2025, 3, 1)
+    leaves = at(2025, 3, 1) + timedelta(days=365)
+    done = eng.tick(leaves)
+    assert [e.reason.value for a in done for e in a.events].count("tier_changed") == 1
+    assert eng.book("c").tier_seen_at == leaves
+    assert [e.reason.value for a in eng.tick(leaves + timedelta(days=1)) for e in a.events] == []
