@@ -11,7 +11,7 @@ the bridge's. The config's rules and the product catalog complete the input.
 **What it recomputes.** A fresh ``Book`` per customer, built by the pure rules of
 ``bridge.domain`` alone: at every cycle's moment, in time order, ``advance`` for every customer
 the pure ``next_due`` makes due by then (what the bridge's ``customers.next_due_at`` schedules:
-advancing a book that is not due is not always a no-op, see the xfail in
+advancing a book that is not due is not always a no-op, see the xfails in
 ``tests/domain/test_time_windows.py``; a due moment the bridge missed shows up in 1C's or the
 site's figures, which ``consistency`` compares with the view at every cycle), then
 ``apply_order`` / ``apply_return`` for each changed document, translated from its 1C row by this
@@ -23,7 +23,8 @@ book with the one the bridge rebuilds from its database: lots (amounts, allocati
 dates), debt, every order's accrual, reservation, what its reversals took from other lots, its
 volume contribution and facts (close time, earned tier, redemption decision and message), the
 level state and history, the customer's whole view (tier, volume, points, level, period sum,
-next thresholds) and the events told to the customer (reason, order, points).
+next thresholds) and the events told to the customer (reason, order, points; the card's
+events aside: cards are the engine's, not the rules').
 
 Replaying every *version* of each document rather than each order's final state at its close
 time is what the rules ask for: SPEC makes several outcomes depend on the path — the tier an
