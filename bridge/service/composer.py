@@ -7,7 +7,8 @@ After the rules ran for one document (or one customer's clock), the composer enq
 * ``onec``/``partner`` — the customer's loyalty state;
 * ``onec``/``card`` — a card created for the customer, to be created in 1C;
 * ``webhook``/``customer.updated`` — the full snapshot with the next ``sequence`` and the reasons
-  (none for a resync: the end of a ``backfill``, or ``loyalty-bridge resync``);
+  (none for a resync — the end of a ``backfill``, or ``loyalty-bridge resync`` — nor for a purchase
+  that moved only the volume and the period sum);
 * notifications, through the injected ``notifier`` (SMS / e-mail, each at most once).
 Newer 1C write-backs of the same object supersede undelivered older ones.
 """
@@ -22,7 +23,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from bridge.domain.book import Book, Rules
-from bridge.domain.ledger import Event, Reason
+from bridge.domain.ledger import EntryKind, Event, Reason
 from bridge.domain.model import ZERO, OrderStatus
 from bridge.domain.present import customer_view, order_view
 from bridge.domain.views import CustomerView
@@ -58,8 +59,13 @@ class Composer:
         changed = bool(book.new_entries or book.new_history or events or book.timed or book.resync)
         if self.writeback:
             self._onec(conn, book, view, now, changed, events)
-        if history or not (events or book.resync):
-            return  # a resync's snapshot carries no reason: nothing happened, the site catches up
+        # A purchase counted, corrected or reversed moves the volume and the period sum the site
+        # shows (SPEC §3) even when it earns no points and changes no level (a sale item; any
+        # purchase with the discount program alone): the site gets the snapshot with no reason, so
+        # nobody is notified, as after a resync.
+        moved = any(entry.kind is EntryKind.VOLUME for entry in book.new_entries)
+        if history or not (events or book.resync or moved):
+            return  # a snapshot without reasons: nothing to announce, the site catches up
         if self.webhook:
             sequence = outbox.next_sequence(conn, book.customer_id)
             body = {

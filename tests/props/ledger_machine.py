@@ -19,6 +19,7 @@ jumps; and document versions already applied are applied again. After every step
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -60,8 +61,20 @@ class Driver:
         pass
 
 
-def expected_for(order: Order, returns: list[ReturnDoc], earned_tier: str | None, accepted: Decimal):
-    """Independent fresh evaluation of one order: (reserved, volume contribution, accrual)."""
+def expected_for(
+    order: Order,
+    returns: list[ReturnDoc],
+    earned_tier: str | None,
+    accepted: Decimal,
+    *,
+    rates: Mapping[str, Decimal] = RATES,
+    coef: Mapping[str, Decimal] = COEF,
+) -> tuple[Decimal, Decimal, Decimal]:
+    """Independent fresh evaluation of one order: (reserved, volume contribution, accrual).
+
+    ``rates`` (tier code -> rate) and ``coef`` (margin group -> coefficient, 1 for any other) are
+    the machine's own unless a caller with other rules names them (``tests/soak``). Lines are
+    taken as net of the redeemed points (``lines_net_of_points``)."""
     reserved = ZERO if order.voided else accepted
     if not order.counts:
         return reserved, ZERO, ZERO
@@ -80,8 +93,30 @@ def expected_for(order: Order, returns: list[ReturnDoc], earned_tier: str | None
                     left -= cut
     volume = sum((row[1] for row in amounts), ZERO)
     assert earned_tier is not None, f"order {order.id} counts but has no earned tier"
-    raw = sum((row[1] * RATES[earned_tier] * COEF.get(row[2], Decimal(1)) for row in amounts), ZERO)
+    raw = sum((row[1] * rates[earned_tier] * coef.get(row[2], Decimal(1)) for row in amounts), ZERO)
     return reserved, max(ZERO, volume), raw.quantize(Decimal(1), rounding=ROUND_FLOOR)
+
+
+def book_problems(book: Book, now: datetime) -> list[str]:
+    """What is wrong with a customer's balances at ``now`` (empty: nothing): available ≥ 0 and
+    ≤ total, debt ≥ 0, no lot over-allocated or over-expired, no live point while a debt is open."""
+    lots = list(book.lots.values())
+    total, available = total_at(lots, now), available_at(lots, now)
+    problems = []
+    if not ZERO <= available <= total:
+        problems.append(f"available {available} not within 0..total {total}")
+    if book.debt < ZERO:
+        problems.append(f"negative debt {book.debt}")
+    for lot in lots:
+        if not ZERO <= lot.allocated <= lot.amount:
+            problems.append(f"lot {lot.id}: allocated {lot.allocated} not within 0..{lot.amount}")
+        if not ZERO <= lot.expired <= lot.amount:
+            problems.append(f"lot {lot.id}: expired {lot.expired} not within 0..{lot.amount}")
+    # Debt is paid from every point that comes back (accruals, released reservations) before the
+    # customer can spend it: no live point while a debt is open.
+    if book.debt != ZERO and total != ZERO:
+        problems.append(f"debt {book.debt} open while {total} points are live")
+    return problems
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -226,16 +261,8 @@ class LedgerMachine(RuleBasedStateMachine):
     @invariant()
     def balances_are_sane(self) -> None:
         for customer, book in self._books().items():
-            lots = list(book.lots.values())
-            total, available = total_at(lots, self.now), available_at(lots, self.now)
-            assert ZERO <= available <= total, (customer, available, total)
-            assert book.debt >= ZERO, (customer, book.debt)
-            for lot in lots:
-                assert ZERO <= lot.allocated <= lot.amount, (customer, lot)
-                assert ZERO <= lot.expired <= lot.amount, (customer, lot)
-            # Debt is paid from every point that comes back (accruals, released reservations)
-            # before the customer can spend it: no live point while a debt is open.
-            assert book.debt == ZERO or total_at(lots, self.now) == ZERO, (customer, book.debt, lots)
+            problems = book_problems(book, self.now)
+            assert not problems, (customer, problems)
 
     @invariant()
     def ledger_equals_fresh_evaluation_of_1c(self) -> None:
