@@ -30,7 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from bridge.domain.book import Book, OrderFacts
 from bridge.domain.ledger import Allocation, LotDates, canonical_key
 from bridge.domain.levels import HistoryEntry, LevelState
-from bridge.domain.model import Card, CardStatus, ReturnDoc
+from bridge.domain.model import Card, CardStatus, OrderStatus, ReturnDoc
 from bridge.store import schema as t
 from bridge.store.codec import order_from_json, order_to_json, return_from_json, return_to_json
 from bridge.store.hot import (
@@ -426,7 +426,9 @@ def _save(db: Any, sql: Sql, book: Book, now: datetime, history: bool, next_due:
                 decimal_param(facts.redeem_accepted, pg),
                 facts.message,
                 order.version,
-                order.status.value,
+                # Marked for deletion: not open (no longer re-checked every cycle as one being
+                # assembled, nor given the level discount), tracked like a cancelled order.
+                OrderStatus.CANCELLED.value if order.deleted else order.status.value,
                 sql.json(order_to_json(order)),
                 # never earlier than the close time (tracking seeks on it: ``schema.orders``)
                 stamp

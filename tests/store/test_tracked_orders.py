@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, inspect, select, text
 
 from bridge.store import schema as t
 from bridge.store import tracking
@@ -137,4 +137,47 @@ def test_migration_0007_brings_updated_at_up_to_the_close_time(db_url: str) -> N
         wanted = {r["id"] for r in rows if r["status"] == "open" or r["close_time"] >= since}  # type: ignore[operator]
         assert set(tracking.tracked_orders(conn, NOW, DAYS)) == wanted
     assert stored == {r["id"]: max(r["updated_at"], r["close_time"]) for r in rows}  # type: ignore[type-var]
+    engine.dispose()
+
+
+def test_an_open_order_marked_for_deletion_is_tracked_like_a_cancelled_one(db_engine: Engine) -> None:
+    """Not open any more: not re-checked every cycle for ever, nor given the level discount
+    (``open_order_ids``); re-checked for the period after its last change, like a cancelled one
+    (un-marked in 1C later, the nightly sweep finds it)."""
+    from bridge.domain.model import OrderStatus
+    from bridge.service.engine import Engine as LoyaltyEngine
+    from bridge.store.ledger import LedgerStore
+    from tests.domain.factories import MSK, line, order, rules
+
+    eng = LoyaltyEngine(LedgerStore(db_engine), rules(), MSK)
+    eng.apply_order(order("kept", "c1", [line(5000)], status=OrderStatus.OPEN), NOW)
+    eng.apply_order(order("gone", "c1", [line(5000)], status=OrderStatus.OPEN, deleted=True), NOW)
+    with db_engine.connect() as conn:
+        assert tracking.open_order_ids(conn, "c1") == ["kept"]
+        later = NOW + timedelta(days=DAYS + 1)
+        assert list(tracking.tracked_orders(conn, later, DAYS)) == ["kept"]
+    assert eng.order_view("gone") is not None  # its facts are kept as before
+
+
+def test_migration_0009_stores_open_orders_marked_for_deletion_as_cancelled(db_url: str) -> None:
+    from bridge.store.db import make_engine, upgrade
+
+    engine = make_engine(db_url)
+    upgrade(engine, "0008")
+    rows = [
+        {**r, "status": "open", "close_time": None, "snapshot": {"deleted": i % 2 == 0, "status": "open"}}
+        for i, r in enumerate(_orders(6, seed=5))
+    ]
+    rows[1]["status"] = "closed"
+    rows[1]["snapshot"] = {"deleted": True, "status": "closed"}
+    with engine.begin() as conn:
+        conn.execute(t.orders.insert(), rows)
+    upgrade(engine)
+    with engine.connect() as conn:
+        stored = dict(conn.execute(select(t.orders.c.id, t.orders.c.status)).all())
+    columns = {c["name"] for c in inspect(engine).get_columns("customers")}
+    assert stored == {
+        r["id"]: "cancelled" if i % 2 == 0 else ("closed" if i == 1 else "open") for i, r in enumerate(rows)
+    }
+    assert "tier_seen_at" in columns
     engine.dispose()
