@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -96,45 +96,6 @@ class CycleResult:
     pruned: int = 0  # finished outbox messages deleted (``state.keep_sent_days``)
 
 
-class StoreState:
-    """The change sources' view of the state database (``bridge.onec.sources.TrackingState``)."""
-
-    def __init__(self, engine: Engine, track_days: int) -> None:
-        self.db = engine.store.engine
-        self.track_days = track_days
-
-    def cursor(self, name: str) -> str | None:
-        with self.db.connect() as conn:
-            return tracking.get_cursor(conn, name)
-
-    def tracked(self, entity: str, now: datetime) -> dict[str, str]:
-        with self.db.connect() as conn:
-            # A quarantined version wins over the one last applied: an applied document edited into
-            # one the bridge cannot apply is read again when 1C changes it, not every cycle (which
-            # would log the same failure every minute); ``quarantine retry`` blanks it.
-            if entity == "order":
-                found = tracking.tracked_orders(conn, now, self.track_days)
-                found.update(tracking.quarantined_versions(conn, "order"))
-                return found
-            if entity == "return":
-                found = tracking.tracked_returns(conn, now, self.track_days)
-                found.update(tracking.quarantined_versions(conn, "return"))
-                return found
-            if entity == "card":
-                return tracking.tracked_cards(conn)
-        return {}
-
-    def tracked_since(self, entity: str, now: datetime) -> datetime | None:
-        if entity != "order":
-            return None
-        with self.db.connect() as conn:
-            return tracking.tracked_since(conn, now, self.track_days)
-
-    def versions(self, entity: str, keys: Collection[str]) -> dict[str, str]:
-        with self.db.connect() as conn:
-            return tracking.versions(conn, entity, keys)
-
-
 @dataclass
 class Channel:
     name: str
@@ -167,7 +128,7 @@ class Cycle:
         self._pruned_at: datetime | None = None  # the last complete pruning (once a day)
         self.gateway = gateway
         self.source = source
-        self.state = StoreState(engine, track_days)
+        self.state = tracking.StoreState(engine.store.engine, track_days)
         self.channels = [
             Channel("onec", self._write_back, 24 * 30, write_workers, self._before_batch),
             *channels,

@@ -1,5 +1,6 @@
 """What the change sources and the cycle remember between cycles: cursors, tracked documents, the
-DataVersions the bridge itself produced, customers' contacts, and quarantined documents.
+DataVersions the bridge itself produced, customers' contacts, and quarantined documents; and
+``StoreState``, the change sources' view of all that.
 
 Must not import bridge.onec, bridge.site, bridge.notify or bridge.service.
 """
@@ -270,3 +271,42 @@ def requeue_quarantined(conn: Connection, wanted: Collection[str] | None) -> tup
     if requeued:
         conn.execute(t.quarantine.update().where(t.quarantine.c.doc_id.in_(requeued)).values(version=""))
     return requeued, [r.doc_id for r in chosen if r.kind not in RECHECKED_KINDS]
+
+
+class StoreState:
+    """The change sources' view of the state database (``bridge.onec.sources.TrackingState``)."""
+
+    def __init__(self, db: Engine, track_days: int) -> None:
+        self.db = db
+        self.track_days = track_days
+
+    def cursor(self, name: str) -> str | None:
+        with self.db.connect() as conn:
+            return get_cursor(conn, name)
+
+    def tracked(self, entity: str, now: datetime) -> dict[str, str]:
+        with self.db.connect() as conn:
+            # A quarantined version wins over the one last applied: an applied document edited into
+            # one the bridge cannot apply is read again when 1C changes it, not every cycle (which
+            # would log the same failure every minute); ``quarantine retry`` blanks it.
+            if entity == "order":
+                found = tracked_orders(conn, now, self.track_days)
+                found.update(quarantined_versions(conn, "order"))
+                return found
+            if entity == "return":
+                found = tracked_returns(conn, now, self.track_days)
+                found.update(quarantined_versions(conn, "return"))
+                return found
+            if entity == "card":
+                return tracked_cards(conn)
+        return {}
+
+    def tracked_since(self, entity: str, now: datetime) -> datetime | None:
+        if entity != "order":
+            return None
+        with self.db.connect() as conn:
+            return tracked_since(conn, now, self.track_days)
+
+    def versions(self, entity: str, keys: Collection[str]) -> dict[str, str]:
+        with self.db.connect() as conn:
+            return versions(conn, entity, keys)
